@@ -83,3 +83,13 @@ class TestPublish:
         assert release.loc["Black", "rate_display"] == "≤1%"
         assert pd.isna(release.loc["Black", "chronic_absence_rate"])
         assert release.loc["White", "chronic_absence_rate"] == pytest.approx(0.25)
+
+
+def test_groups_within_one_grade_are_protected_too():
+    # Published sources (NYC) give group x grade rows: they form their own sets.
+    cells = _cells({"Asian": 4, "Black": 30, "White": 20},
+                   {"Asian": 1, "Black": 5, "White": 3})
+    cells["grade"] = "3"
+    marked = suppress(cells, 10).set_index("group_value")
+    assert marked.loc["Asian", "suppressed"]
+    assert marked.loc["White", "suppression"] == "complementary"

@@ -76,15 +76,17 @@ def _additive_sets(frame: pd.DataFrame) -> pd.Series:
     """Label each row with the set of cells it adds up with (NA for totals).
 
     Within one unit, as-of date and definition: the grades of the ``all`` group form
-    one set; the values of each other group type form one set each.
+    one set; the values of each other group type, at one grade (or all grades), form
+    one set each.
     """
     unit = frame[["source", "definition", "as_of_date", "level", "district_id",
                   "school_id"]].astype("string").fillna("").agg("|".join, axis=1)
     is_grade = (frame["group_type"] == "all") & (frame["grade"] != ALL_GRADES)
-    is_group = (frame["group_type"] != "all") & (frame["grade"] == ALL_GRADES)
+    is_group = frame["group_type"] != "all"
     label = pd.Series(pd.NA, index=frame.index, dtype="string")
-    label[is_grade] = unit[is_grade] + "|grade"
-    label[is_group] = unit[is_group] + "|" + frame.loc[is_group, "group_type"].astype(str)
+    label[is_grade] = unit[is_grade] + "|grades"
+    label[is_group] = (unit[is_group] + "|" + frame.loc[is_group, "grade"].astype(str)
+                       + "|" + frame.loc[is_group, "group_type"].astype(str))
     return label
 
 
@@ -107,20 +109,18 @@ def suppress(aggregate: pd.DataFrame, min_group_size: int = 10) -> pd.DataFrame:
     # A lone hidden cell in an additive set is recoverable from the total: hide the
     # next-smallest cell of the set, and repeat until every set is safe.
     sets = _additive_sets(frame)
-    grouped = frame[sets.notna()].groupby(sets[sets.notna()], sort=False)
+    in_set = sets.notna()
     for _ in range(10):
-        changed = False
-        for _, members in grouped:
-            hidden = frame.loc[members.index, "suppressed"]
-            if hidden.sum() != 1 or len(members) < 2:
-                continue
-            shown = members.index[~hidden.to_numpy()]
-            smallest = frame.loc[shown, "students"].astype("Float64").fillna(0).idxmin()
-            frame.loc[smallest, "suppressed"] = True
-            frame.loc[smallest, "suppression"] = "complementary"
-            changed = True
-        if not changed:
+        hidden = frame["suppressed"].where(in_set, False)
+        hidden_in_set = hidden.groupby(sets).transform("sum").where(in_set, 0)
+        candidates = frame[in_set & (hidden_in_set == 1) & ~frame["suppressed"]]
+        if candidates.empty:
             break
+        size = candidates["students"].astype("Float64").fillna(0)
+        chosen = (candidates.assign(_size=size).sort_values("_size", kind="stable")
+                  .groupby(sets[candidates.index], sort=False).head(1).index)
+        frame.loc[chosen, "suppressed"] = True
+        frame.loc[chosen, "suppression"] = "complementary"
     return frame
 
 

@@ -1,0 +1,230 @@
+"""Run the data side of a batch once: read a source, compute, write a processed run.
+
+A processed run is a folder ``data/processed/<source>/<as-of>/`` holding
+
+* ``aggregate.parquet`` - the one aggregate table (every published figure comes from it),
+* ``public.parquet`` - its public release, made by :func:`analysis.privacy.publish`,
+* ``students.parquet`` - student facts at the as-of date (student-level: staff only),
+* ``modality.parquet`` - days by learning modality,
+* ``quality.json`` - rows read, used and set aside, by reason,
+* ``run.json`` - source, definition, as-of date, input checksums, parameters, code
+  version and the units a report can be written for.
+
+Notebooks read these files, sliced to their school; they never recompute metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import paths
+from analysis.aggregate import build_aggregate, latest_attendance_date
+from analysis.definitions import Definition, load_definition
+from analysis.log import logger
+from analysis.privacy import publish
+from analysis.provenance import run_record
+from analysis.quality import DataContractError, QualityLedger
+from analysis.settings import Settings
+from analysis.sources.student_files import read_student_files
+
+PUBLISHED_SOURCES = ("nyc-doe", "ct-edsight")
+
+#: Where each published source lives under ``../shared/data/real`` by default.
+DEFAULT_FOLDERS = {
+    "nyc-doe": "nyc_doe_eoy_attendance_district",
+    "ct-edsight": "ct_edsight_school",
+}
+
+
+@dataclass
+class ProcessedRun:
+    """A processed run folder and what it holds."""
+
+    folder: Path
+    info: dict
+
+    @property
+    def as_of(self) -> str:
+        return self.info["as_of"]
+
+    def units(self) -> list[dict]:
+        """The schools (or districts) a report can be written for."""
+        return self.info["units"]
+
+
+def default_data_dir(settings: Settings) -> Path:
+    """The folder a source reads when the user names none."""
+    if settings.data_dir:
+        return Path(settings.data_dir).expanduser().resolve()
+    if settings.source == "sample":
+        return paths.SAMPLE_DIR
+    if settings.source in DEFAULT_FOLDERS:
+        return paths.SHARED_DATA_DIR / DEFAULT_FOLDERS[settings.source]
+    raise DataContractError(
+        "SOURCE=student-files needs DATA=<folder with your files>; see 'Bring your own "
+        "data' in README.md."
+    )
+
+
+def _units_from_aggregate(aggregate: pd.DataFrame, level: str) -> list[dict]:
+    key, name = ("school_id", "school_name") if level == "school" \
+        else ("district_id", "district_name")
+    rows = aggregate[aggregate["level"] == level][[key, name, "district_id",
+                                                   "district_name"]]
+    rows = rows.loc[:, ~rows.columns.duplicated()].drop_duplicates(key).sort_values(key)
+    return [{"level": level, "id": str(r[key]), "name": str(r[name]),
+             "district_id": str(r["district_id"]), "district_name": str(r["district_name"])}
+            for _, r in rows.iterrows()]
+
+
+def _student_level(settings: Settings, folder: Path, definition: Definition,
+                   as_of: date | None):
+    """Read and compute a student-level source."""
+    if settings.source == "sample" and not folder.exists():
+        from analysis.sample import generate_sample_district
+
+        logger.info("sample district not found at %s; generating it", folder)
+        generate_sample_district(folder)
+
+    data = read_student_files(folder, strict=settings.strict)
+    as_of = as_of or latest_attendance_date(data)
+    run = build_aggregate(data, settings, definition, as_of=as_of, source=settings.source)
+    inputs = list(data.files.values())
+    units = _units_from_aggregate(run.aggregate, "school")
+    levels = {u["id"]: u for u in
+              run.schools.rename(columns={"school_id": "id"}).to_dict("records")}
+    for unit in units:
+        unit["school_level"] = str(levels.get(unit["id"], {}).get("school_level") or "")
+    return run.aggregate, run.students, run.modality, run.ledger, as_of, inputs, units
+
+
+def _published(settings: Settings, folder: Path, district: str | None):
+    """Read a published aggregate source (NYC DOE or Connecticut EdSight)."""
+    ledger = QualityLedger()
+    if settings.source == "nyc-doe":
+        from analysis.sources.nyc_doe import read_nyc_doe
+
+        aggregate = read_nyc_doe(folder, ledger)
+        level = "district"
+    else:
+        from analysis.sources.ct_edsight import filter_district, read_ct_edsight
+
+        aggregate = read_ct_edsight(folder, ledger)
+        if district:
+            aggregate = filter_district(aggregate, district)
+        level = "school"
+
+    if district and settings.source == "nyc-doe":
+        aggregate = aggregate[aggregate["district_id"] == str(district).strip()]
+        if aggregate.empty:
+            raise ValueError(f"No NYC community district {district!r}; use 1-32 or 75.")
+    as_of = pd.Timestamp(aggregate["as_of_date"].max()).date()
+    inputs = folder
+    return aggregate, None, None, ledger, as_of, inputs, _units_from_aggregate(aggregate, level)
+
+
+def prepare_run(settings: Settings, as_of: date | None = None,
+                district: str | None = None, out_root: Path | None = None) -> ProcessedRun:
+    """Read the configured source, compute the aggregate table and write a processed run.
+
+    Parameters
+    ----------
+    settings : Settings
+        Source, folder, profile and engine settings.
+    as_of : date, optional
+        Overrides ``settings.as_of``; the latest attendance date by default.
+    district : str, optional
+        Keep one district's schools (a code or part of a name); published sources.
+    out_root : Path, optional
+        Parent folder of processed runs; ``data/processed`` by default.
+
+    Returns
+    -------
+    ProcessedRun
+    """
+    folder = default_data_dir(settings)
+    definition = load_definition(settings.profile)
+    as_of = as_of or settings.as_of
+
+    if settings.source in PUBLISHED_SOURCES:
+        if not folder.exists():
+            raise DataContractError(
+                f"{settings.source} data not found at {folder}. Pass DATA=<folder> with "
+                f"the published files (see README.md, 'Real published data')."
+            )
+        result = _published(settings, folder, district)
+        definition_name = settings.source
+    else:
+        result = _student_level(settings, folder, definition, as_of)
+        definition_name = definition.name
+    aggregate, students, modality, ledger, as_of, inputs, units = result
+
+    # A run limited to one district gets its own folder, beside the full run.
+    out = (out_root or paths.PROCESSED_DIR) / settings.source / run_folder_name(
+        as_of, district)
+    out.mkdir(parents=True, exist_ok=True)
+    aggregate.to_parquet(out / "aggregate.parquet", index=False)
+    # The public release is made here, once, by the privacy gate; public reports and
+    # dashboards read only this file.
+    publish(aggregate, settings.privacy.min_group_size).to_parquet(
+        out / "public.parquet", index=False)
+    for name, frame in (("students", students), ("modality", modality)):
+        target = out / f"{name}.parquet"
+        if frame is not None:
+            frame.to_parquet(target, index=False)
+        elif target.exists():
+            target.unlink()
+    (out / "quality.json").write_text(json.dumps(ledger.to_dict(), indent=2))
+
+    parameters = settings.model_dump(mode="json") | {
+        "as_of": as_of.isoformat(), "district": district, "data_dir": str(folder)}
+    info = run_record(parameters, inputs) | {
+        "source": settings.source,
+        "definition": definition_name,
+        "definition_text": (definition.summary() if settings.source not in
+                            PUBLISHED_SOURCES else _published_definition(settings.source)),
+        "as_of": as_of.isoformat(),
+        "data_dir": str(folder),
+        "district_filter": district,
+        "student_level": settings.source not in PUBLISHED_SOURCES,
+        "units": units,
+    }
+    (out / "run.json").write_text(json.dumps(info, indent=2, default=str))
+    logger.info("processed run written to %s (%d units)", out, len(units))
+    return ProcessedRun(folder=out, info=info)
+
+
+def run_folder_name(as_of: date, district: str | None = None) -> str:
+    """``2016-06-30``, or ``2016-06-30-hartford`` for a run limited to one district."""
+    if not district:
+        return as_of.isoformat()
+    return as_of.isoformat() + "-" + (
+        re.sub(r"[^a-z0-9]+", "-", str(district).lower()).strip("-") or "district")
+
+
+def _published_definition(source: str) -> str:
+    if source == "nyc-doe":
+        return load_definition("nyc-doe").summary() + (
+            " Figures are the NYC DOE's published end-of-year counts by community "
+            "district; district totals count each student once.")
+    return ("Connecticut State Department of Education (EdSight): students absent 10% or "
+            "more of the days they were enrolled. Rates as published; counts are "
+            "estimated from the rate and October enrollment, so they are approximate.")
+
+
+def load_processed(folder: Path) -> ProcessedRun:
+    """Open a processed run folder written by :func:`prepare_run`."""
+    folder = Path(folder)
+    info_file = folder / "run.json"
+    if not info_file.exists():
+        raise FileNotFoundError(
+            f"No processed run at {folder} (run.json missing). Run `make reports` or "
+            f"`python -m analysis reports` first."
+        )
+    return ProcessedRun(folder=folder, info=json.loads(info_file.read_text()))
