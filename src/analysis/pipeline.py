@@ -4,8 +4,11 @@ A processed run is a folder ``data/processed/<source>/<as-of>/`` holding
 
 * ``aggregate.parquet`` - the one aggregate table (every published figure comes from it),
 * ``public.parquet`` - its public release, made by :func:`analysis.privacy.publish`,
-* ``students.parquet`` - student facts at the as-of date (student-level: staff only),
+* ``students.parquet`` - student facts and groups at the as-of date (student-level:
+  staff only),
 * ``modality.parquet`` - days by learning modality,
+* ``interventions.parquet`` - the interventions log, when the district sent one
+  (student-level: staff only),
 * ``quality.json`` - rows read, used and set aside, by reason,
 * ``run.json`` - source, definition, as-of date, input checksums, parameters, code
   version and the units a report can be written for.
@@ -96,12 +99,19 @@ def _student_level(settings: Settings, folder: Path, definition: Definition,
     as_of = as_of or latest_attendance_date(data)
     run = build_aggregate(data, settings, definition, as_of=as_of, source=settings.source)
     inputs = list(data.files.values())
+
+    # Staff-only student facts carry the student's groups, for equity analyses.
+    groups = data["students"].drop(columns=["grade"], errors="ignore")
+    students = run.students.merge(groups, on="student_id", how="left")
+    interventions = data.tables.get("interventions")
     units = _units_from_aggregate(run.aggregate, "school")
     levels = {u["id"]: u for u in
               run.schools.rename(columns={"school_id": "id"}).to_dict("records")}
     for unit in units:
         unit["school_level"] = str(levels.get(unit["id"], {}).get("school_level") or "")
-    return run.aggregate, run.students, run.modality, run.ledger, as_of, inputs, units
+    extras = {"students": students, "modality": run.modality,
+              "interventions": interventions}
+    return run.aggregate, extras, run.ledger, as_of, inputs, units
 
 
 def _published(settings: Settings, folder: Path, district: str | None):
@@ -126,7 +136,8 @@ def _published(settings: Settings, folder: Path, district: str | None):
             raise ValueError(f"No NYC community district {district!r}; use 1-32 or 75.")
     as_of = pd.Timestamp(aggregate["as_of_date"].max()).date()
     inputs = folder
-    return aggregate, None, None, ledger, as_of, inputs, _units_from_aggregate(aggregate, level)
+    extras = {"students": None, "modality": None, "interventions": None}
+    return aggregate, extras, ledger, as_of, inputs, _units_from_aggregate(aggregate, level)
 
 
 def prepare_run(settings: Settings, as_of: date | None = None,
@@ -163,7 +174,7 @@ def prepare_run(settings: Settings, as_of: date | None = None,
     else:
         result = _student_level(settings, folder, definition, as_of)
         definition_name = definition.name
-    aggregate, students, modality, ledger, as_of, inputs, units = result
+    aggregate, extras, ledger, as_of, inputs, units = result
 
     # A run limited to one district gets its own folder, beside the full run.
     out = (out_root or paths.PROCESSED_DIR) / settings.source / run_folder_name(
@@ -174,7 +185,7 @@ def prepare_run(settings: Settings, as_of: date | None = None,
     # dashboards read only this file.
     publish(aggregate, settings.privacy.min_group_size).to_parquet(
         out / "public.parquet", index=False)
-    for name, frame in (("students", students), ("modality", modality)):
+    for name, frame in extras.items():
         target = out / f"{name}.parquet"
         if frame is not None:
             frame.to_parquet(target, index=False)
