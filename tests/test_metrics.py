@@ -232,3 +232,21 @@ class TestLedger:
         (tmp_path / "calendar.csv").unlink()
         with pytest.raises(DataContractError, match="No calendar file"):
             read_student_files(tmp_path)
+
+
+def test_unparseable_date_is_set_aside_with_its_line(folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    frame = tiny_district.attendance()
+    frame.loc[3, "date"] = "2026-02-30"   # line 5 of the file
+    frame.to_csv(copy / "attendance.csv", index=False)
+
+    data = read_student_files(copy)
+    entry = data.ledger.entries["attendance"]
+    reason = "column date: expected a date such as 2026-09-08"
+    assert entry.set_aside[reason] == 1
+    assert entry.examples[0]["row"] == 5 and entry.examples[0]["value"] == "2026-02-30"
+    with pytest.raises(DataContractError, match="attendance.csv line 5, column 'date'"):
+        read_student_files(copy, strict=True)

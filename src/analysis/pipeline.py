@@ -23,18 +23,22 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from analysis import paths
-from analysis.aggregate import build_aggregate, latest_attendance_date
-from analysis.definitions import Definition, load_definition
 from analysis.log import logger
-from analysis.privacy import publish
 from analysis.provenance import run_record
 from analysis.quality import DataContractError, QualityLedger
-from analysis.settings import Settings
-from analysis.sources.student_files import read_student_files
+
+# The engine, the readers and the definitions (ibis, duckdb, pandera, scipy) are
+# imported inside the functions that compute a run: report notebooks import this
+# module only to open a processed run, and those imports cost every notebook
+# kernel about 3 s.
+if TYPE_CHECKING:
+    from analysis.definitions import Definition
+    from analysis.settings import Settings
 
 PUBLISHED_SOURCES = ("nyc-doe", "ct-edsight")
 
@@ -86,6 +90,15 @@ def _units_from_aggregate(aggregate: pd.DataFrame, level: str) -> list[dict]:
             for _, r in rows.iterrows()]
 
 
+def _sample_as_of(folder: Path) -> date | None:
+    """The as-of date a generated sample district was made for, if it is one."""
+    meta = folder / "sample_meta.json"
+    if not meta.exists():
+        return None
+    value = json.loads(meta.read_text()).get("as_of")
+    return date.fromisoformat(value) if value else None
+
+
 def _student_level(settings: Settings, folder: Path, definition: Definition,
                    as_of: date | None):
     """Read and compute a student-level source."""
@@ -95,8 +108,11 @@ def _student_level(settings: Settings, folder: Path, definition: Definition,
         logger.info("sample district not found at %s; generating it", folder)
         generate_sample_district(folder)
 
+    from analysis.aggregate import build_aggregate, latest_attendance_date
+    from analysis.sources.student_files import read_student_files
+
     data = read_student_files(folder, strict=settings.strict)
-    as_of = as_of or latest_attendance_date(data)
+    as_of = as_of or _sample_as_of(folder) or latest_attendance_date(data)
     run = build_aggregate(data, settings, definition, as_of=as_of, source=settings.source)
     inputs = list(data.files.values())
 
@@ -159,6 +175,9 @@ def prepare_run(settings: Settings, as_of: date | None = None,
     -------
     ProcessedRun
     """
+    from analysis.definitions import load_definition
+    from analysis.privacy import publish
+
     folder = default_data_dir(settings)
     definition = load_definition(settings.profile)
     as_of = as_of or settings.as_of
@@ -220,6 +239,8 @@ def run_folder_name(as_of: date, district: str | None = None) -> str:
 
 
 def _published_definition(source: str) -> str:
+    from analysis.definitions import load_definition
+
     if source == "nyc-doe":
         return load_definition("nyc-doe").summary() + (
             " Figures are the NYC DOE's published end-of-year counts by community "

@@ -92,6 +92,49 @@ def _parse_booleans(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFra
     return frame
 
 
+def _parse_values(table: str, frame: pd.DataFrame, path: Path, ledger: QualityLedger,
+                  strict: bool) -> pd.DataFrame:
+    """Convert date and number columns before pandera, setting aside what will not parse.
+
+    pandera checks every row one by one once a single value cannot be converted
+    (a 20,000-row file with one bad date took over a minute), so conversion happens
+    here, vectorised, with the same reasons and line numbers.
+    """
+    schema = SCHEMAS[table]
+    bad_rows: list[pd.Index] = []
+    for column, spec in schema.columns.items():
+        if column not in frame.columns:
+            continue
+        dtype = str(spec.dtype)
+        if dtype.startswith("datetime64"):
+            parsed = pd.to_datetime(frame[column], errors="coerce", format="mixed")
+            expected = _describe_check("coerce_dtype('datetime64[ns]')")
+        elif dtype == "Float64":
+            parsed = pd.to_numeric(frame[column], errors="coerce")
+            expected = _describe_check("coerce_dtype('Float64')")
+        else:
+            continue
+        failed = parsed.isna() & frame[column].notna()
+        if failed.any():
+            rows = frame.index[failed]
+            if strict:
+                raise DataContractError(
+                    f"{path} line {rows[0]}, column {column!r}: value "
+                    f"{frame.at[rows[0], column]!r}; expected {expected}. ({len(rows)} "
+                    f"rows break the contract; run without --strict to set them aside.)"
+                )
+            examples = [{"row": int(r), "column": column,
+                         "value": str(frame.at[r, column]), "expected": expected}
+                        for r in rows[:5]]
+            ledger.set_aside(table, f"column {column}: expected {expected}",
+                             int(failed.sum()), examples)
+            bad_rows.append(rows)
+        frame[column] = parsed
+    if bad_rows:
+        frame = frame.drop(index=bad_rows[0].append(bad_rows[1:]).unique())
+    return frame
+
+
 def _describe_check(check: str) -> str:
     """Say in words what a pandera check expected."""
     if check.startswith("coerce_dtype") or check.startswith("dtype"):
@@ -156,6 +199,7 @@ def validate_table(table: str, frame: pd.DataFrame, path: Path, ledger: QualityL
 
     frame = _parse_booleans(frame.copy(), _BOOLEAN_COLUMNS.get(table, ()))
     frame.index = pd.RangeIndex(2, len(frame) + 2)  # index = line number in the file
+    frame = _parse_values(table, frame, path, ledger, strict)
 
     # Validate, drop the failing rows and validate again: a value that cannot be
     # converted hides the other checks of its column until it is gone.
