@@ -67,7 +67,7 @@ def trend_chart(trend: pd.DataFrame, title: str, caption: str,
 def bands_chart(bands: pd.DataFrame, title: str, caption: str) -> Figure:
     """Share of students in each attendance band, as one stacked bar."""
     _style()
-    fig, ax = plt.subplots(figsize=(7.5, 1.9))
+    fig, ax = plt.subplots(figsize=(7.5, 2.4))
     left = 0.0
     for _, row in bands.iterrows():
         share = 0 if pd.isna(row["share"]) else row["share"]
@@ -80,7 +80,7 @@ def bands_chart(bands: pd.DataFrame, title: str, caption: str) -> Figure:
     ax.set_yticks([])
     ax.xaxis.set_major_formatter(PercentFormatter(1, decimals=0))
     ax.legend(ncol=2, fontsize=7.5, frameon=False, loc="upper center",
-              bbox_to_anchor=(0.5, -0.25))
+              bbox_to_anchor=(0.5, -0.35))
     ax.set_title(title, loc="left")
     _caption(fig, caption)
     fig.tight_layout(rect=(0, 0.04, 1, 1))

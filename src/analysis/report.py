@@ -17,7 +17,14 @@ import pandas as pd
 
 from analysis.pipeline import ProcessedRun, load_processed
 from analysis.quality import QualityLedger
-from analysis.schema import ALL_GRADES, BAND_LABELS, BANDS, GRADES, GROUP_TYPE_LABELS
+from analysis.schema import (
+    ALL_GRADES,
+    BAND_LABELS,
+    BANDS,
+    GRADES,
+    GROUP_TYPE_LABELS,
+    MODALITY_LABELS,
+)
 
 AUDIENCES = ("staff", "public")
 
@@ -203,9 +210,12 @@ def trend(data: ReportData, unit_id: str) -> pd.DataFrame:
                "rate_display"]
     out = rows[columns].copy()
     if data.student_level:
-        # Month ends plus the as-of date; the extra year-end points are dropped.
-        month_end = out["as_of_date"].dt.is_month_end | (out["as_of_date"] == data.as_of)
-        out = out[month_end]
+        # Month ends, the as-of date and each year's last day; the same date last
+        # year is dropped when it is not one of those (it would break the line).
+        last_day = out.groupby("school_year")["as_of_date"].transform("max")
+        keep = (out["as_of_date"].dt.is_month_end | (out["as_of_date"] == data.as_of)
+                | (out["as_of_date"] == last_day))
+        out = out[keep]
         start = out["as_of_date"].dt.month.map(lambda m: (m - 7) % 12)
         out["school_month"] = start
     return out.reset_index(drop=True)
@@ -256,8 +266,9 @@ def by_modality(data: ReportData, unit_id: str) -> pd.DataFrame:
     rows = data.modality[(data.modality["level"] == unit["level"])
                          & (data.modality["unit_id"] == unit["id"])].copy()
     rows["absence_rate"] = rows["days_absent"] / rows["days_enrolled"]
-    return rows.drop(columns=["level", "unit_id"]).sort_values("modality") \
-        .reset_index(drop=True)
+    rows = rows.drop(columns=["level", "unit_id"]).sort_values("modality")
+    rows["modality"] = rows["modality"].map(MODALITY_LABELS).fillna(rows["modality"])
+    return rows.reset_index(drop=True)
 
 
 def quality_table(data: ReportData) -> pd.DataFrame:
@@ -428,11 +439,24 @@ def caption(data: ReportData, unit: dict, population: str = "all students") -> s
 
 
 def markdown_table(frame: pd.DataFrame, columns: dict[str, str],
-                   percent: tuple[str, ...] = ()) -> str:
-    """Render selected columns as a Markdown table with readable headers."""
+                   percent: tuple[str, ...] = (), decimals: int = 1,
+                   labels: dict[str, dict] | None = None) -> str:
+    """Render selected columns as a Markdown table with readable headers.
+
+    ``percent`` columns print as percentages; other numbers with ``decimals``
+    places (whole numbers without); ``labels`` maps a column's codes to words.
+    """
     rows = frame[list(columns)].copy()
     for col in percent:
         rows[col] = [("" if pd.isna(v) else f"{v:.1%}") for v in rows[col]]
+    for col in rows.columns:
+        if col not in percent and pd.api.types.is_float_dtype(rows[col]):
+            # Whole numbers print without decimals, the rest with one.
+            rows[col] = [("" if pd.isna(v) else f"{v:,.0f}" if float(v).is_integer()
+                          else f"{v:,.{decimals}f}") for v in rows[col]]
+    if labels:
+        for col, mapping in labels.items():
+            rows[col] = rows[col].map(lambda v, m=mapping: m.get(v, v))
     rows = rows.rename(columns=columns).astype(object)
     rows = rows.where(rows.notna(), "")
     header = "| " + " | ".join(rows.columns) + " |"

@@ -76,6 +76,14 @@ BAND_LABELS: dict[str, str] = {
     "severe_chronic": "Severe chronic (20% or more)",
 }
 
+#: Plain names of the learning modalities (contract codes on the left).
+MODALITY_LABELS: dict[str, str] = {
+    "in_person": "In person",
+    "remote_live": "Remote, live",
+    "remote_async": "Remote, on their own time",
+    "independent_study": "Independent study",
+}
+
 #: Columns of the aggregate table, with their pandas dtypes.
 AGGREGATE_COLUMNS: dict[str, str] = {
     "source": "string",            # e.g. "sample", "nyc-doe", "ct-edsight", a district's name
