@@ -22,6 +22,9 @@ LIMIT    ?=
 WORKERS  ?=
 RERUN_FAILED ?=
 
+# Daily attendance rows for `make bench` (add 1e9 for a state; it takes a long while)
+SIZES ?= 1e6 1e7 1e8
+
 # Keep Jupyter, IPython and matplotlib state inside the project (STACK.md section 6).
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export IPYTHONDIR   := $(CURDIR)/.cache/ipython
@@ -74,6 +77,28 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 #################################################################################
+# DASHBOARDS                                                                    #
+#################################################################################
+
+PORT ?=
+
+## Serve the public dashboard on loopback: sample + NYC releases, made if missing (PORT=8866)
+dashboards: $(STAMP)
+	$(PY) -m analysis.dashboard_server public --prepare sample nyc-doe $(if $(PORT),--port $(PORT))
+
+## Serve the staff dashboard on loopback behind a token (.cache/staff-dashboard.token; PORT=8867)
+staff-dashboard: $(STAMP)
+	$(PY) -m analysis.dashboard_server staff --prepare sample $(if $(PORT),--port $(PORT))
+
+## Write the public dashboard as static HTML + CSV, audited (SOURCE=sample|nyc-doe|ct-edsight)
+dashboards-export: $(STAMP)
+	$(PY) -m analysis.dashboard_export --source $(or $(SOURCE),sample)
+
+## Load test of the public dashboard: 20 viewers on loopback; figures into bench/results/
+bench-dashboards: $(STAMP)
+	$(PY) bench/dashboard_load.py
+
+#################################################################################
 # QUALITY                                                                       #
 #################################################################################
 
@@ -84,6 +109,18 @@ test: $(STAMP)
 ## Run the fast unit tests only (no notebook runs)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not notebooks"
+
+## Benchmark the metrics step vs bare DuckDB and pandas into bench/README.md (SIZES="1e6 1e7 1e8 1e9")
+bench: $(STAMP)
+	$(PY) bench/run_bench.py --sizes $(SIZES)
+
+## Benchmark smoke run: 1 million daily rows only
+bench-quick: $(STAMP)
+	$(PY) bench/run_bench.py --sizes 1e6
+
+## Benchmark the report batch: Papermill floor, warm vs fresh, 1 vs 2 workers, a synthetic state (BENCH_SCHOOLS=1000; ~1 h)
+bench-reports: $(STAMP)
+	$(PY) bench/report_batch.py --schools $(or $(BENCH_SCHOOLS),1000)
 
 ## Strip outputs from committed notebooks and keep kernelspec python3
 clean-notebooks: $(STAMP)
@@ -102,4 +139,5 @@ help:
 	@awk '/^## /{desc=substr($$0,4); next} /^[a-zA-Z_-]+:/{ if (desc) { split($$1,t,":"); \
 	printf "  \033[36m%-16s\033[0m %s\n", t[1], desc; desc="" } }' $(MAKEFILE_LIST)
 
-.PHONY: install data reports prepare lab test test-fast clean-notebooks clean help
+.PHONY: install data reports prepare lab test test-fast bench bench-quick clean-notebooks clean \
+	help dashboards staff-dashboard dashboards-export bench-dashboards bench-reports

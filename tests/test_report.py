@@ -113,9 +113,13 @@ class TestReportFunctions:
 
 
 class TestCommandLine:
-    def test_jobs_one_per_school_then_the_summary(self, processed):
+    def test_jobs_one_per_school_then_the_summary_then_equity(self, processed):
         jobs = build_jobs(processed, "staff")
-        assert [j.name for j in jobs] == ["school-A", "school-B", "district-summary"]
+        assert [j.name for j in jobs] == [
+            "school-A", "school-B", "district-summary",
+            "equity-district", "equity-school-A", "equity-school-B"]
+        assert {j.group for j in jobs[3:]} == {"equity"}
+        assert jobs[3].parameters["school"] == ""
         assert jobs[0].parameters["school"] == "A"
         assert jobs[0].parameters["processed_dir"] == str(processed.folder)
 

@@ -1,15 +1,23 @@
 """Build the one aggregate table from student-level data.
 
-:func:`build_aggregate` runs the whole heavy step in the engine (validation has
-already happened in :mod:`analysis.sources.student_files`): daily records, student
-totals at every as-of point (each month end of this year and last year, the as-of
-date and the same date last year), then counts by school or district, grade and
-student group. Only the small aggregated result comes back to pandas, where rates
-and Wilson intervals are added.
+:func:`build_aggregate` runs the whole heavy step in the engine: attendance rows are
+read once and summed per student, school and period (the days between two as-of
+points), days enrolled are counted from enrollment spans and the calendar, and
+student totals at every as-of point (each month end of this year and last year, the
+as-of date and the same date last year) are sums over periods (see
+:mod:`analysis.metrics`). Then come counts by school or district, grade and student
+group. Only the small aggregated result comes back to pandas, where rates and Wilson
+intervals are added.
+
+The input is either validated pandas tables (:class:`~analysis.sources.
+student_files.StudentData`, copied into the engine) or tables already in the engine
+(:class:`~analysis.engine.EngineTables`, e.g. from :func:`analysis.engine.
+scan_parquet`), which is how a state's billion daily rows are read without pandas.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -19,7 +27,13 @@ import pandas as pd
 
 from analysis import metrics
 from analysis.definitions import Definition
-from analysis.engine import connect, load_frames
+from analysis.engine import (
+    EngineTables,
+    connect,
+    load_frames,
+    materialize,
+    refresh_statistics,
+)
 from analysis.log import logger
 from analysis.quality import QualityLedger
 from analysis.schema import (
@@ -49,6 +63,23 @@ class AggregateRun:
     schools: pd.DataFrame
     conflicts: int = 0
     notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # per step: a profile
+
+
+class _Steps:
+    """Time each step of a run and log it; refresh the engine's statistics."""
+
+    def __init__(self, con: ibis.BaseBackend) -> None:
+        self.con = con
+        self.seconds: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        refresh_statistics(self.con)
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.last, 3)
+        self.last = now
+        logger.info("step %s: %.1f s", name, self.seconds[name])
 
 
 def school_year_label(year_start: int) -> str:
@@ -117,62 +148,86 @@ def as_of_points(calendar: pd.DataFrame, as_of: date,
     return points, ends[["as_of_date", "year_start", "is_checkpoint"]]
 
 
-def _group_rows(facts: ir.Table, students: ir.Table, unit: str) -> ir.Table:
-    """Stack one copy of each student row per student group it belongs to."""
-    joined = facts.join(students, "student_id")
-    base = dict(as_of_date=joined.as_of_date, year_start=joined.year_start,
-                unit_id=joined[unit], student_id=joined.student_id,
-                eligible=joined.eligible, chronic=joined.chronic, band=joined.band,
-                tier2=joined.tier2, tier3=joined.tier3,
-                days_enrolled=joined.days_enrolled, days_absent=joined.days_absent)
+#: Student columns that define the groups counted in the aggregate table.
+GROUP_COLUMNS = ("race_ethnicity", "gender", *FLAG_GROUP_VALUES)
 
-    parts = [
-        joined.select(**base, grade=ibis.literal(ALL_GRADES), group_type=ibis.literal("all"),
-                      group_value=ibis.literal(ALL_STUDENTS)),
-        joined.select(**base, grade=joined.grade, group_type=ibis.literal("all"),
-                      group_value=ibis.literal(ALL_STUDENTS)),
-    ]
+
+def _count_groups(con: ibis.BaseBackend, facts: ir.Table, students: ir.Table,
+                  unit: str) -> ir.Table:
+    """Counts and day totals per as-of point, unit, grade and student group.
+
+    First one pass sums the students of each cell (point, unit, grade and every
+    group column at once); then each grouping (all, by grade, by race/ethnicity,
+    ...) sums the cells. Many small aggregations of the cells cost less than one
+    aggregation of a copy of every student row per group.
+    """
+    joined = facts.join(students, "student_id")
+    eligible = joined.eligible
+
+    def count(condition: ir.BooleanValue) -> ir.IntegerValue:
+        return metrics.as_int(condition).sum()
+
+    dims = ["as_of_date", "year_start", "unit_id", "grade", *GROUP_COLUMNS]
+    cells = materialize(con, joined.group_by(
+        as_of_date=joined.as_of_date, year_start=joined.year_start,
+        unit_id=joined[unit], grade=joined.grade,
+        **{column: joined[column] for column in GROUP_COLUMNS},
+    ).agg(
+        students_enrolled=joined.student_id.count(),
+        students=count(eligible),
+        chronically_absent=count(joined.chronic),
+        **{band: count(eligible & (joined.band == band)) for band in BANDS},
+        tier2=count(joined.tier2),
+        tier3=count(joined.tier3),
+        days_enrolled=ibis.ifelse(eligible, joined.days_enrolled, 0).sum()
+        .cast("float64"),
+        days_absent=ibis.ifelse(eligible, joined.days_absent, 0.0).sum(),
+    ))
+    measures = [c for c in cells.columns if c not in dims]
+
+    def total(grade: ir.Value, group_type: str, group_value: ir.Value) -> ir.Table:
+        return cells.group_by(
+            as_of_date=cells.as_of_date, year_start=cells.year_start,
+            unit_id=cells.unit_id, grade=grade, group_type=ibis.literal(group_type),
+            group_value=group_value,
+        ).agg(**{m: cells[m].sum() for m in measures})
+
+    everyone = ibis.literal(ALL_STUDENTS)
+    parts = [total(ibis.literal(ALL_GRADES), "all", everyone),
+             total(cells.grade, "all", everyone)]
     for column in ("race_ethnicity", "gender"):
-        parts.append(joined.select(**base, grade=ibis.literal(ALL_GRADES),
-                                   group_type=ibis.literal(column),
-                                   group_value=joined[column].cast("string")))
+        parts.append(total(ibis.literal(ALL_GRADES), column,
+                           cells[column].cast("string")))
     for column, (yes, no) in FLAG_GROUP_VALUES.items():
-        parts.append(joined.select(**base, grade=ibis.literal(ALL_GRADES),
-                                   group_type=ibis.literal(column),
-                                   group_value=ibis.ifelse(joined[column], yes, no)))
+        parts.append(total(ibis.literal(ALL_GRADES), column,
+                           ibis.ifelse(cells[column], yes, no)))
     return ibis.union(*parts, distinct=False)
 
 
-def _count_groups(rows: ir.Table) -> ir.Table:
-    """Counts and day totals per as-of point, unit, grade and group."""
-    def count(condition: ir.BooleanValue) -> ir.IntegerValue:
-        return condition.cast("int64").sum()
+def _modality_rows(rows: ir.Table, as_of: date, start_month: int,
+                   unit: str) -> ir.Table:
+    """Days enrolled and absent by learning modality, this year up to the as-of date.
 
-    eligible = rows.eligible
-    return rows.group_by(
-        ["as_of_date", "year_start", "unit_id", "grade", "group_type", "group_value"]
-    ).agg(
-        students_enrolled=rows.student_id.count(),
-        students=count(eligible),
-        chronically_absent=count(rows.chronic),
-        **{band: count(eligible & (rows.band == band)) for band in BANDS},
-        tier2=count(rows.tier2),
-        tier3=count(rows.tier3),
-        days_enrolled=ibis.ifelse(eligible, rows.days_enrolled, 0).sum().cast("float64"),
-        days_absent=ibis.ifelse(eligible, rows.days_absent, 0.0).sum(),
+    ``rows`` is :func:`analysis.metrics.school_periods` (with ``district_id``); a
+    day enrolled at two schools counts at each, also in the district's figures.
+    """
+    current = rows.filter(rows.year_start == year_start_of(as_of, start_month))
+    other = metrics.OTHER_MODALITIES
+    in_person_days = current.days_enrolled - sum(current[f"days_{m}"] for m in other)
+    in_person_absent = current.days_absent - sum(current[f"absent_{m}"] for m in other)
+    parts = [current.select(unit_id=current[unit], student_id=current.student_id,
+                            modality=ibis.literal("in_person"), days=in_person_days,
+                            absent=in_person_absent)]
+    parts += [current.select(unit_id=current[unit], student_id=current.student_id,
+                             modality=ibis.literal(m), days=current[f"days_{m}"],
+                             absent=current[f"absent_{m}"]) for m in other]
+    stacked = ibis.union(*parts, distinct=False)
+    stacked = stacked.filter(stacked.days > 0)
+    return stacked.group_by(["unit_id", "modality"]).agg(
+        students_enrolled=stacked.student_id.nunique(),
+        days_enrolled=stacked.days.sum().cast("float64"),
+        days_absent=stacked.absent.sum(),
     )
-
-
-def _modality_rows(daily: ir.Table, as_of: date, unit: str) -> ir.Table:
-    """Days enrolled and absent by learning modality at the as-of date."""
-    start = ibis.literal(as_of).cast("date")
-    rows = daily.filter(daily.date <= start)
-    current = rows.filter(rows.year_start == rows.year_start.max())
-    return current.group_by([unit, "modality"]).agg(
-        students_enrolled=current.student_id.nunique(),
-        days_enrolled=current.date.count().cast("float64"),
-        days_absent=current.share.sum(),
-    ).rename(unit_id=unit)
 
 
 def _finish(counts: pd.DataFrame, level: str, schools: pd.DataFrame, source: str,
@@ -204,12 +259,20 @@ def _finish(counts: pd.DataFrame, level: str, schools: pd.DataFrame, source: str
     return conform_aggregate(frame.drop(columns=["unit_id", "year_start"]))
 
 
-def _schools_table(data: StudentData) -> pd.DataFrame:
+def _schools_table(data: StudentData | EngineTables) -> pd.DataFrame:
     """The schools table, filled in from the calendar when the district sent none."""
-    ids = sorted(set(data["calendar"]["school_id"]) | set(data["enrollments"]["school_id"]))
-    schools = pd.DataFrame({"school_id": pd.Series(ids, dtype="string")})
-    if "schools" in data.tables:
-        schools = schools.merge(data["schools"], on="school_id", how="left")
+    if isinstance(data, EngineTables):
+        ids = set(data["calendar"].select("school_id").distinct().to_pandas()["school_id"])
+        ids |= set(data["enrollments"].select("school_id").distinct()
+                   .to_pandas()["school_id"])
+        given = data["schools"].to_pandas() if "schools" in data.tables else None
+    else:
+        ids = set(data["calendar"]["school_id"]) | set(data["enrollments"]["school_id"])
+        given = data["schools"] if "schools" in data.tables else None
+    schools = pd.DataFrame({"school_id": pd.Series(sorted(ids), dtype="string")})
+    if given is not None:
+        given = given.astype({"school_id": "string"})
+        schools = schools.merge(given, on="school_id", how="left")
     for col, default in (("school_name", None), ("school_level", pd.NA),
                          ("district_id", DEFAULT_DISTRICT_ID), ("district_name", "District")):
         if col not in schools.columns:
@@ -219,20 +282,82 @@ def _schools_table(data: StudentData) -> pd.DataFrame:
     return schools
 
 
-def latest_attendance_date(data: StudentData) -> date:
+def latest_attendance_date(data: StudentData | EngineTables) -> date:
     """The latest date with an attendance mark: the default as-of date."""
+    if isinstance(data, EngineTables):
+        return pd.Timestamp(data["attendance"].date.max().to_pandas()).date()
     return pd.Timestamp(data["attendance"]["date"].max()).date()
 
 
-def build_aggregate(data: StudentData, settings: Settings, definition: Definition,
-                    as_of: date | None = None, source: str = "sample",
+def date_periods(dates: pd.Series, instructional: pd.Series, as_of: date,
+                 start_month: int, points: pd.DataFrame,
+                 year_ends: pd.DataFrame) -> pd.DataFrame:
+    """Map every calendar date up to ``as_of`` to its period.
+
+    A period ends at an as-of point, a year end or a month end, and starts the day
+    after the one before it in the same school year, so it never spans two months.
+
+    Parameters
+    ----------
+    dates, instructional : Series
+        The distinct calendar dates, and whether each is a school day somewhere.
+    as_of : date
+    start_month : int
+    points, year_ends : DataFrame
+        From :func:`as_of_points`.
+
+    Returns
+    -------
+    DataFrame
+        ``date, year_start, period_end``; dates after the last period of their
+        school year are left out.
+    """
+    frame = pd.DataFrame({"date": pd.to_datetime(dates), "instructional": instructional})
+    frame = frame[frame["date"] <= pd.Timestamp(as_of)].drop_duplicates("date")
+    frame["year_start"] = [year_start_of(d, start_month) for d in frame["date"].dt.date]
+
+    ends = set(pd.to_datetime(points["as_of_date"])) | set(
+        pd.to_datetime(year_ends["as_of_date"]))
+    taught = frame.loc[frame["instructional"], "date"]
+    if not taught.empty:
+        ends |= set(pd.date_range(taught.min(), taught.max(), freq="ME"))
+    bounds = pd.DataFrame({"period_end": sorted(ends)})
+    bounds["year_start"] = [year_start_of(d, start_month)
+                            for d in bounds["period_end"].dt.date]
+
+    # Each date goes to the first period end on or after it, in its school year.
+    merged = pd.merge_asof(
+        frame.sort_values("date"), bounds.sort_values("period_end"),
+        left_on="date", right_on="period_end", by="year_start", direction="forward",
+    )
+    merged = merged.dropna(subset=["period_end"])
+    return merged[["date", "year_start", "period_end"]].reset_index(drop=True)
+
+
+def _engine_tables(data: StudentData | EngineTables, con: ibis.BaseBackend,
+                   schools: pd.DataFrame) -> dict[str, ir.Table]:
+    """The contract tables as engine tables, with the filled-in schools table."""
+    if isinstance(data, EngineTables):
+        tables = dict(data.tables)
+    else:
+        tables = load_frames(con, {name: data[name] for name in
+                                   ("students", "enrollments", "calendar", "attendance")})
+    tables.update(load_frames(con, {"schools": schools}))
+    return tables
+
+
+def build_aggregate(data: StudentData | EngineTables, settings: Settings,
+                    definition: Definition, as_of: date | None = None,
+                    source: str = "sample",
                     con: ibis.BaseBackend | None = None) -> AggregateRun:
     """Compute the aggregate table and the student facts for one as-of date.
 
     Parameters
     ----------
-    data : StudentData
-        Validated student-level tables.
+    data : StudentData or EngineTables
+        Validated student-level tables in pandas, or contract tables already in
+        the engine (:func:`analysis.engine.scan_parquet`); the second must live on
+        ``con``.
     settings : Settings
         Run settings (school-year start month, engine).
     definition : Definition
@@ -243,11 +368,18 @@ def build_aggregate(data: StudentData, settings: Settings, definition: Definitio
     source : str
         Name written in the ``source`` column.
     con : ibis backend, optional
-        An open engine connection; a new in-memory DuckDB by default.
+        An open engine connection; :func:`analysis.engine.connect` on
+        ``settings.engine`` by default.
 
     Returns
     -------
     AggregateRun
+
+    Notes
+    -----
+    Rows that break the contract in engine tables (unknown category codes, missing
+    keys) are set aside here, with the other attendance reasons; the pandas path
+    has set them aside already, while reading.
     """
     as_of = as_of or latest_attendance_date(data)
     con = con or connect(settings.engine)
@@ -255,48 +387,62 @@ def build_aggregate(data: StudentData, settings: Settings, definition: Definitio
     schools = _schools_table(data)
     start_month = settings.school_year_start_month
     logger.info("computing metrics as of %s with definition %s", as_of, definition.name)
+    tables = _engine_tables(data, con, schools)
+    steps = _Steps(con)
 
-    # Load the validated tables; number attendance rows so each can be traced.
-    attendance = data["attendance"].copy()
-    attendance["row_id"] = range(len(attendance))
-    points, year_ends = as_of_points(data["calendar"], as_of, start_month)
-    tables = load_frames(con, {
-        "students": data["students"], "enrollments": data["enrollments"],
-        "calendar": data["calendar"], "attendance": attendance,
-        "schools": schools, "points": points, "year_ends": year_ends,
-    })
+    # The as-of points and the period of every calendar date (small, in pandas).
+    calendar = tables["calendar"]
+    dates = calendar.group_by(day=metrics.as_date(calendar.date)).agg(
+        instructional=calendar.instructional.any()).to_pandas()
+    points, year_ends = as_of_points(
+        pd.DataFrame({"date": pd.to_datetime(dates["day"]),
+                      "instructional": dates["instructional"].astype(bool)}),
+        as_of, start_month)
+    periods = date_periods(dates["day"], dates["instructional"].astype(bool), as_of,
+                           start_month, points, year_ends)
+    tables.update(load_frames(con, {"date_periods": periods}))
+    steps.done("points and periods")
 
-    # Daily records: instructional days x enrollment spans, with the marks.
-    days = metrics.instructional_days(tables["calendar"], as_of, start_month, definition)
-    enrolled = metrics.enrolled_days(tables["enrollments"], days, as_of, definition)
-    enrolled = con.create_table("enrolled_days", enrolled.to_pyarrow(), overwrite=True)
-    marks = metrics.classify_marks(tables["attendance"], tables["calendar"], enrolled,
-                                   as_of, definition)
-    marks = con.create_table("marks", marks.to_pyarrow(), overwrite=True)
-    daily = metrics.daily_records(enrolled, marks)
-    district_daily = metrics.district_daily_records(daily, tables["schools"])
+    # Enrollment: islands of spans, located among each school's school days.
+    days = metrics.instructional_days(calendar, as_of, start_month, definition)
+    ordinals = materialize(con, metrics.day_ordinals(days))
+    islands = metrics.enrollment_islands(tables["enrollments"], as_of, definition)
+    islands = materialize(con, islands)
+    steps.done("enrollment islands")
+    located = materialize(con, metrics.locate_islands(islands, ordinals,
+                                                         tables["schools"]))
+    steps.done("islands located")
+    ranges = metrics.period_ranges(ordinals, tables["date_periods"])
+    enrolled = materialize(con, metrics.enrolled_periods(located, ranges))
+    steps.done("days enrolled per period")
 
-    # Rows set aside go to the ledger; the conflict count to its notes.
-    reasons = (marks.filter(marks.reason.notnull()).group_by("reason")
-               .agg(n=marks.row_id.count()).to_pandas())
-    for reason, count in zip(reasons["reason"], reasons["n"], strict=True):
-        ledger.set_aside("attendance", reason, int(count))
-    conflicts = int(marks.filter(marks.conflict).select(
-        "student_id", "school_id", "date").distinct().count().to_pandas())
-    if conflicts:
-        ledger.note(f"{conflicts} student-days had marks of different categories; the "
-                    f"largest missed share was kept")
+    # Attendance: one pass over the rows, summed per period and reason.
+    marks = metrics.period_marks(tables["attendance"], calendar, tables["date_periods"],
+                                 located, as_of, definition)
+    sums = materialize(con, metrics.sum_marks(marks))
+    steps.done("attendance rows summed (one pass)")
+    usable, conflicts = _settle_marks(con, marks, sums, ledger,
+                                      isinstance(data, EngineTables))
+    steps.done("duplicate marks settled")
 
     # Student totals and flags, then counts by unit, grade and group.
-    facts = metrics.student_facts(daily, district_daily, tables["points"],
-                                  tables["year_ends"], definition)
+    school_rows = materialize(con, metrics.school_periods(enrolled, usable))
+    steps.done("school periods")
+    district_rows = materialize(con, metrics.district_periods(
+        school_rows, usable, located, ordinals, tables["date_periods"]))
+    steps.done("district periods")
+    facts = metrics.period_student_facts(school_rows, district_rows, points, year_ends,
+                                         definition)
+    facts = {level: materialize(con, table) for level, table in facts.items()}
+    steps.done("student facts at as-of points")
     students_t = tables["students"].drop("grade") if "grade" in tables["students"].columns \
         else tables["students"]
     frames = []
     for level, unit in (("school", "school_id"), ("district", "district_id")):
-        counts = _count_groups(_group_rows(facts[level], students_t, unit)).to_pandas()
+        counts = _count_groups(con, facts[level], students_t, unit).to_pandas()
         frames.append(_finish(counts, level, schools, source, definition))
     aggregate = pd.concat(frames, ignore_index=True)
+    steps.done("counts by unit, grade and group")
 
     # Staff-only student facts at the as-of date, and the modality breakdown.
     as_of_ts = pd.Timestamp(as_of)
@@ -308,16 +454,49 @@ def build_aggregate(data: StudentData, settings: Settings, definition: Definitio
         rows = rows.rename(columns={unit: "unit_id"})
         student_rows.append(rows)
     students = pd.concat(student_rows, ignore_index=True)
-
     modality = pd.concat(
-        [_modality_rows(daily, as_of, "school_id").to_pandas().assign(level="school"),
-         _modality_rows(daily.join(tables["schools"].select("school_id", "district_id"),
-                                   "school_id"),
-                        as_of, "district_id").to_pandas().assign(level="district")],
+        [_modality_rows(school_rows, as_of, start_month, unit).to_pandas()
+         .assign(level=level)
+         for level, unit in (("school", "school_id"), ("district", "district_id"))],
         ignore_index=True,
     )
+    steps.done("student rows and modality")
     logger.info("aggregate table: %d rows; %d student-school facts at the as-of date",
                 len(aggregate), int((students["level"] == "school").sum()))
     return AggregateRun(aggregate=aggregate, students=students, modality=modality,
                         ledger=ledger, as_of=as_of, definition=definition,
-                        schools=schools, conflicts=conflicts)
+                        schools=schools, conflicts=conflicts, seconds=steps.seconds)
+
+
+def _settle_marks(con: ibis.BaseBackend, marks: ir.Table, sums: ir.Table,
+                  ledger: QualityLedger, count_rows: bool) -> tuple[ir.Table, int]:
+    """Record rows set aside in the ledger and settle days with several marks.
+
+    Returns the period sums of usable marks (one mark per day) and the number of
+    student-days whose marks had different categories.
+    """
+    reasons = (sums.filter(sums.reason.notnull()).group_by("reason")
+               .agg(n=sums.rows.sum()).to_pandas())
+    if count_rows and "attendance" not in ledger.entries:
+        ledger.add_file("attendance", "attendance", int(sums.rows.sum().to_pandas()))
+    for reason, count in sorted(zip(reasons["reason"], reasons["n"], strict=True)):
+        ledger.set_aside("attendance", reason, int(count))
+
+    # Only periods with a day marked twice go through the day-by-day pass.
+    keys = ["student_id", "school_id", "year_start", "period_end"]
+    usable = sums.filter(sums.reason.isnull())
+    flagged = materialize(con, usable.filter(
+        metrics.bit_count(usable.day_bits) != usable.rows).select(*keys).distinct())
+    conflicts = 0
+    if int(flagged.count().to_pandas()):
+        fixed, days = metrics.resolve_duplicates(marks, flagged)
+        days = materialize(con, days)
+        extra = int((days.marks - 1).sum().to_pandas())
+        conflicts = int(metrics.as_int(days.conflict).sum().to_pandas())
+        ledger.set_aside("attendance", metrics.REASON_DUPLICATE, extra)
+        usable = ibis.union(usable.anti_join(flagged, keys),
+                            fixed.select(*usable.columns), distinct=False)
+    if conflicts:
+        ledger.note(f"{conflicts} student-days had marks of different categories; the "
+                    f"largest missed share was kept")
+    return materialize(con, usable), conflicts

@@ -105,6 +105,22 @@ def build_jobs(run, audience: str, only: list[str] | None = None,
                           title="District summary for the principals' meeting",
                           notebook=paths.NOTEBOOKS_DIR / "district_summary.ipynb",
                           parameters=dict(common), group="summary"))
+
+    # Equity analyses: the district (school "" = the whole run), then each unit.
+    from analysis.equity import equity_report_name
+
+    equity_notebook = paths.NOTEBOOKS_DIR / "equity_analysis.ipynb"
+    jobs.append(ReportJob(name=equity_report_name("district", ""),
+                          title="Equity analysis: the district",
+                          notebook=equity_notebook,
+                          parameters={"school": "", **common}, group="equity"))
+    jobs += [
+        ReportJob(name=equity_report_name(u["level"], u["id"]),
+                  title=f"Equity analysis: {u['name']} ({u['id']})",
+                  notebook=equity_notebook, parameters={"school": u["id"], **common},
+                  group="equity")
+        for u in units
+    ]
     return jobs
 
 
@@ -135,6 +151,15 @@ def command_reports(args: argparse.Namespace) -> int:
 
     logger.info("%d reports in %.1f s; open %s", len(jobs), result.wall_seconds,
                 out_dir / "index.html")
+    if settings.audience == "public":
+        # Every public batch ends with the privacy audit of all it wrote: the
+        # release tables, then every file of the pack (student identifiers).
+        from analysis.release import audit_public_outputs
+
+        audit = audit_public_outputs(run.folder, [out_dir], settings.privacy)
+        if not audit.ok:
+            logger.error("%s Do not publish %s.", audit.message(), out_dir)
+            return 1
     if not result.ok:
         logger.error("%d report(s) failed: %s. Read the executed notebooks in %s, fix, "
                      "then rerun only those with `make reports RERUN_FAILED=1 AS_OF=%s`.",

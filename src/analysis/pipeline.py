@@ -3,7 +3,9 @@
 A processed run is a folder ``data/processed/<source>/<as-of>/`` holding
 
 * ``aggregate.parquet`` - the one aggregate table (every published figure comes from it),
-* ``public.parquet`` - its public release, made by :func:`analysis.privacy.publish`,
+* ``public.parquet`` - its public release, made by :func:`analysis.privacy.publish`
+  and audited (:func:`analysis.release.write_release`, which also writes the release
+  folder ``data/public/<source>/<as-of>/`` that public dashboards read),
 * ``students.parquet`` - student facts and groups at the as-of date (student-level:
   staff only),
 * ``modality.parquet`` - days by learning modality,
@@ -176,7 +178,7 @@ def prepare_run(settings: Settings, as_of: date | None = None,
     ProcessedRun
     """
     from analysis.definitions import load_definition
-    from analysis.privacy import publish
+    from analysis.release import write_release
 
     folder = default_data_dir(settings)
     definition = load_definition(settings.profile)
@@ -200,10 +202,6 @@ def prepare_run(settings: Settings, as_of: date | None = None,
         as_of, district)
     out.mkdir(parents=True, exist_ok=True)
     aggregate.to_parquet(out / "aggregate.parquet", index=False)
-    # The public release is made here, once, by the privacy gate; public reports and
-    # dashboards read only this file.
-    publish(aggregate, settings.privacy.min_group_size).to_parquet(
-        out / "public.parquet", index=False)
     for name, frame in extras.items():
         target = out / f"{name}.parquet"
         if frame is not None:
@@ -226,6 +224,11 @@ def prepare_run(settings: Settings, as_of: date | None = None,
         "units": units,
     }
     (out / "run.json").write_text(json.dumps(info, indent=2, default=str))
+    # The public release is made here, once, by the privacy gate (suppression, then
+    # an audit that must pass): public.parquet beside the run for public reports,
+    # and a release folder holding nothing student-level for public dashboards.
+    write_release(aggregate, out, info, settings.privacy,
+                  root=(out_root.parent / "public") if out_root else None)
     logger.info("processed run written to %s (%d units)", out, len(units))
     return ProcessedRun(folder=out, info=info)
 

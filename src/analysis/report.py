@@ -5,15 +5,25 @@ here. Every function reads a processed run (see :mod:`analysis.pipeline`): the
 aggregate table for staff, or only the public release made by
 :mod:`analysis.privacy` for the public audience. Student rows are reachable only
 through :func:`tier_list`, which refuses the public audience.
+
+Reading is lazy and sliced. A function about one unit reads only that unit's rows
+and its district's (or the state's), with the filter pushed into the Parquet
+reader, so a school report neither loads nor filters a state-wide table; only
+:func:`school_overview` (the district summary) reads whole files. Known
+shortcoming: the reader skips a Parquet row group only when its statistics rule
+the unit out, so on a file written unsorted as one row group (what
+:func:`analysis.pipeline.prepare_run` writes today) each slice still decodes the
+file's columns once: ~0.4 s for a 1,000-school aggregate instead of ~0.03 s for
+one sorted by unit in small row groups (bench/README.md, report batch).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from analysis.pipeline import ProcessedRun, load_processed
 from analysis.quality import QualityLedger
@@ -29,16 +39,31 @@ from analysis.schema import (
 AUDIENCES = ("staff", "public")
 
 
-@dataclass
-class ReportData:
-    """One processed run, as one audience may see it."""
+#: Columns of the student facts :func:`tier_list` needs (when the file has them).
+TIER_COLUMNS = ("level", "unit_id", "student_id", "grade", "days_enrolled",
+                "days_absent", "absence_rate", "chronic", "severe", "prior_chronic",
+                "prior_severe", "on_pace", "tier2", "tier3")
 
-    run: ProcessedRun
-    audience: str
-    table: pd.DataFrame
-    students: pd.DataFrame | None
-    modality: pd.DataFrame | None
-    ledger: QualityLedger
+
+class ReportData:
+    """One processed run, as one audience may see it.
+
+    Tables are read from the run's Parquet files on first use. ``table`` (the
+    aggregate table, or the public release for the public audience),
+    ``students`` (``None`` for the public audience) and ``modality`` load whole
+    files; the per-unit functions of this module read slices instead (see
+    :meth:`unit_slice`).
+    """
+
+    def __init__(self, run: ProcessedRun, audience: str, ledger: QualityLedger) -> None:
+        self.run = run
+        self.audience = audience
+        self.ledger = ledger
+        self._table: pd.DataFrame | None = None
+        self._students: pd.DataFrame | None = None
+        self._modality: pd.DataFrame | None = None
+        self._dates: pd.DataFrame | None = None
+        self._slices: dict[tuple[str, str], pd.DataFrame] = {}
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -52,35 +77,120 @@ class ReportData:
     def is_public(self) -> bool:
         return self.audience == "public"
 
+    @property
+    def table_file(self) -> Path:
+        """The aggregate table (staff) or its public release (public)."""
+        name = "public.parquet" if self.is_public else "aggregate.parquet"
+        return self.run.folder / name
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The whole aggregate table (staff) or public release (public)."""
+        if self._table is None:
+            self._table = self._prepare(pd.read_parquet(self.table_file))
+        return self._table
+
+    @property
+    def has_students(self) -> bool:
+        """Whether student facts exist for this audience (without reading them)."""
+        return not self.is_public and (self.run.folder / "students.parquet").exists()
+
+    @property
+    def students(self) -> pd.DataFrame | None:
+        """All student facts (staff, student-level runs); ``None`` otherwise."""
+        if self._students is None and self.has_students:
+            self._students = pd.read_parquet(self.run.folder / "students.parquet")
+        return self._students
+
+    @property
+    def modality(self) -> pd.DataFrame | None:
+        """Days by learning modality, when the run has them."""
+        path = self.run.folder / "modality.parquet"
+        if self._modality is None and path.exists():
+            self._modality = pd.read_parquet(path)
+        return self._modality
+
+    def unit_slice(self, unit: dict) -> pd.DataFrame:
+        """Rows of ``unit``, of its district (for a school) and of the state.
+
+        Read once per unit with the filter pushed into the Parquet reader, or
+        cut from :attr:`table` when that is already loaded.
+        """
+        key = (unit["level"], unit["id"])
+        if key not in self._slices:
+            self._slices[key] = self._read_slice(unit)
+        return self._slices[key]
+
+    def _read_slice(self, unit: dict) -> pd.DataFrame:
+        column = "school_id" if unit["level"] == "school" else "district_id"
+        wanted = [[("level", "==", unit["level"]), (column, "==", unit["id"])]]
+        if unit["level"] == "school":
+            wanted.append([("level", "==", "district"),
+                           ("district_id", "==", unit["district_id"])])
+        wanted.append([("level", "==", "state")])
+        if self._table is not None:
+            table = self._table
+            keep = pd.Series(False, index=table.index)
+            for conditions in wanted:
+                match = pd.Series(True, index=table.index)
+                for name, _, value in conditions:
+                    match &= table[name] == value
+                keep |= match
+            return table[keep.fillna(False)]
+        return self._prepare(pd.read_parquet(self.table_file, filters=wanted))
+
+    def as_of_dates(self) -> pd.DataFrame:
+        """Every as-of date in the table with its school year, one row each."""
+        if self._dates is None:
+            columns = ["as_of_date", "school_year"]
+            frame = self._table[columns] if self._table is not None else \
+                pd.read_parquet(self.table_file, columns=columns)
+            frame = frame.drop_duplicates("as_of_date").copy()
+            frame["as_of_date"] = pd.to_datetime(frame["as_of_date"])
+            self._dates = frame.sort_values("as_of_date").reset_index(drop=True)
+        return self._dates
+
+    def unit_students(self, unit: dict, columns: tuple[str, ...]) -> pd.DataFrame:
+        """Student facts of ``unit`` meeting a Tier 2 or Tier 3 trigger."""
+        if self._students is not None:
+            facts = self._students
+            return facts[(facts["level"] == unit["level"])
+                         & (facts["unit_id"] == unit["id"])
+                         & (facts["tier2"] | facts["tier3"])]
+        path = self.run.folder / "students.parquet"
+        present = set(pq.read_schema(path).names)
+        unit_rows = [("level", "==", unit["level"]), ("unit_id", "==", unit["id"])]
+        return pd.read_parquet(
+            path,
+            columns=[c for c in columns if c in present],
+            filters=[unit_rows + [("tier2", "==", True)],
+                     unit_rows + [("tier3", "==", True)]],
+        )
+
+    def _prepare(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Add ``rate_display`` (staff) and parse ``as_of_date``."""
+        if not self.is_public:
+            table["rate_display"] = [
+                "not available" if pd.isna(r) else f"{r:.1%}"
+                for r in table["chronic_absence_rate"]
+            ]
+        table["as_of_date"] = pd.to_datetime(table["as_of_date"])
+        return table
+
 
 def load_report_data(processed_dir: str | Path, audience: str = "staff") -> ReportData:
     """Open a processed run for ``audience`` ("staff" or "public").
 
-    The public audience gets the public release only; student facts are not even
-    read from disk.
+    Only ``run.json`` and ``quality.json`` are read here; tables are read when a
+    function needs them, sliced to its unit. The public audience gets the public
+    release only; student facts are never read from disk for it.
     """
     if audience not in AUDIENCES:
         raise ValueError(f"audience must be one of {AUDIENCES}, got {audience!r}")
     run = load_processed(Path(processed_dir))
-    folder = run.folder
-
-    if audience == "public":
-        table = pd.read_parquet(folder / "public.parquet")
-        students = None
-    else:
-        table = pd.read_parquet(folder / "aggregate.parquet")
-        table["rate_display"] = [
-            "not available" if pd.isna(r) else f"{r:.1%}"
-            for r in table["chronic_absence_rate"]
-        ]
-        students_file = folder / "students.parquet"
-        students = pd.read_parquet(students_file) if students_file.exists() else None
-    table["as_of_date"] = pd.to_datetime(table["as_of_date"])
-    modality_file = folder / "modality.parquet"
-    modality = pd.read_parquet(modality_file) if modality_file.exists() else None
-    ledger = QualityLedger.from_dict(json.loads((folder / "quality.json").read_text()))
-    return ReportData(run=run, audience=audience, table=table, students=students,
-                      modality=modality, ledger=ledger)
+    ledger = QualityLedger.from_dict(
+        json.loads((run.folder / "quality.json").read_text()))
+    return ReportData(run=run, audience=audience, ledger=ledger)
 
 
 # ----------------------------------------------------------------------------- units
@@ -101,14 +211,14 @@ def unit_info(data: ReportData, unit_id: str) -> dict:
 
 
 def _unit_rows(data: ReportData, unit: dict) -> pd.DataFrame:
-    table = data.table
+    table = data.unit_slice(unit)
     key = "school_id" if unit["level"] == "school" else "district_id"
     return table[(table["level"] == unit["level"]) & (table[key] == unit["id"])]
 
 
 def _parent_rows(data: ReportData, unit: dict) -> tuple[pd.DataFrame, str]:
     """Rows of the unit a figure is compared with: the district, else the state."""
-    table = data.table
+    table = data.unit_slice(unit)
     if unit["level"] == "school":
         rows = table[(table["level"] == "district")
                      & (table["district_id"] == unit["district_id"])]
@@ -132,7 +242,7 @@ def _at(rows: pd.DataFrame, when: pd.Timestamp) -> pd.Series | None:
 
 def comparison_date(data: ReportData) -> pd.Timestamp | None:
     """The same date last year (student-level) or last year's end (published)."""
-    dates = sorted(data.table["as_of_date"].unique())
+    dates = list(data.as_of_dates()["as_of_date"])
     if data.student_level:
         target = data.as_of - pd.DateOffset(years=1)
         return target if target in set(dates) else None
@@ -287,11 +397,9 @@ def tier_list(data: ReportData, unit_id: str) -> pd.DataFrame:
     if data.is_public:
         raise PermissionError("The Tier 2/3 student list is for staff reports only.")
     unit = unit_info(data, unit_id)
-    if data.students is None:
+    if not data.has_students:
         return pd.DataFrame()
-    rows = data.students[(data.students["level"] == unit["level"])
-                         & (data.students["unit_id"] == unit["id"])
-                         & (data.students["tier2"] | data.students["tier3"])].copy()
+    rows = data.unit_students(unit, TIER_COLUMNS).copy()
     rows["tier"] = rows["tier3"].map({True: "Tier 3", False: "Tier 2"})
     reasons = []
     for _, r in rows.iterrows():
@@ -345,7 +453,8 @@ def definition_box(data: ReportData, unit_id: str) -> str:
 
 
 def _school_year(data: ReportData) -> str:
-    rows = data.table[data.table["as_of_date"] == data.as_of]["school_year"]
+    dates = data.as_of_dates()
+    rows = dates[dates["as_of_date"] == data.as_of]["school_year"]
     return str(rows.iloc[0]) if len(rows) else ""
 
 

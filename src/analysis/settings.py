@@ -16,20 +16,39 @@ SOURCES = ("sample", "student-files", "nyc-doe", "ct-edsight")
 
 
 class PrivacySettings(BaseModel):
-    """How public figures are protected."""
+    """How public figures are protected (see :mod:`analysis.privacy`).
+
+    ``audit_min_range`` is the narrowest range the release audit lets a reader
+    narrow a hidden small group's counts to (capped by the group's size); empty
+    means ``min_group_size``.
+    """
 
     model_config = ConfigDict(extra="forbid")
     min_group_size: int = Field(10, ge=0)
+    show_counts: bool = False
+    audit_min_range: int | None = Field(None, ge=1)
 
 
 class EngineSettings(BaseModel):
-    """Which engine runs the heavy step, and how."""
+    """Which engine runs the heavy step, and how.
+
+    ``backend`` is ``duckdb`` (embedded; ``database`` a file or empty for memory),
+    ``postgres`` (``url`` a connection string such as
+    ``postgresql://user@127.0.0.1:5432/analysis``) or ``spark`` (``url`` a Spark
+    master such as ``local[2]`` or ``spark://host:7077``). An empty ``url`` is read
+    from ``$ANALYSIS_ENGINE_URL``, which keeps passwords out of settings files.
+    ``threads`` and ``memory_limit`` apply to DuckDB (and a local Spark);
+    ``temp_directory`` is where DuckDB spills when data outgrow the memory limit
+    (empty: next to the database, or ``.tmp`` in the working folder).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["duckdb"] = "duckdb"
+    backend: Literal["duckdb", "postgres", "spark"] = "duckdb"
     database: str = ""
+    url: str = ""
     threads: int = Field(2, ge=1)
     memory_limit: str = "4GB"
+    temp_directory: str = ""
 
 
 class Settings(BaseModel):
