@@ -62,6 +62,8 @@ def test_marks_have_partial_days_and_modalities(district):
     folder, _ = district
     attendance = _read(folder, "attendance")
     assert attendance["minutes_missed"].notna().any()
+    # Minutes are plain floats, as the contract reads them (not Parquet decimals).
+    assert attendance["minutes_missed"].dtype.kind == "f"
     assert attendance["fraction_missed"].between(0, 1).any()
     assert set(attendance["modality"]) >= {"in_person", "remote_live"}
     absent = attendance["category"].isin(["excused", "unexcused", "suspension"])

@@ -375,7 +375,7 @@ def _attendance_sql(seed: int, marks: str, inject_errors: bool, lo: int,
         SELECT student_id, school_id, date, {category} AS category,
                CASE WHEN partial AND category IN ('excused', 'unexcused')
                          AND NOT fraction_school
-                    THEN 30.0 * (1 + h % 10) END AS minutes_missed,
+                    THEN CAST(30 * (1 + h % 10) AS DOUBLE) END AS minutes_missed,
                CASE WHEN partial AND category IN ('excused', 'unexcused')
                          AND fraction_school
                     THEN round(0.1 + 0.8 * ((h // 7) % 1000) / 1000.0, 2)
