@@ -426,6 +426,10 @@ class TestAdjustedGaps:
         margins = fit.get_margeff(at="overall", dummy=True).summary_frame().loc["g"]
         assert ame == pytest.approx(margins["dy/dx"], rel=1e-8)
         assert se == pytest.approx(margins["Std. Err."], rel=1e-6)
+        # The cluster form (scores summed by school) agrees where both are exact.
+        _, se_clustered = equity.average_marginal_effect(fit, exog, "g",
+                                                         data["school"].to_numpy())
+        assert se_clustered == pytest.approx(margins["Std. Err."], rel=1e-6)
         # A finite difference by hand: mean predicted probability at g=1 minus g=0.
         x1, x0 = exog.copy(), exog.copy()
         x1["g"], x0["g"] = 1.0, 0.0
@@ -582,6 +586,18 @@ class TestPlantedDisparity:
             nulls = table[table["group_value"] != "Black"]
             assert not (nulls["pvalue_adjusted"] < SETTINGS.alpha).any()
         assert not audit.absence_when_punished["flagged"].any()
+
+    def test_adjusted_gap_intervals_on_the_sample_are_finite_and_sane(self,
+                                                                       sample_data):
+        # School fixed effects next to school clusters once gave intervals of
+        # millions of points (or NaN) here; each must hold its estimate.
+        gaps = equity.unit_gaps(sample_data, equity.resolve_unit(sample_data, ""))
+        shown = gaps[gaps["shown"].astype(bool)]
+        assert len(shown) >= 8
+        assert np.isfinite(shown[["ame_low", "ame_upp"]].to_numpy()).all()
+        assert (shown["ame_low"] < shown["ame_pp"]).all()
+        assert (shown["ame_pp"] < shown["ame_upp"]).all()
+        assert (shown["ame_upp"] - shown["ame_low"]).max() < 40
 
     def test_last_year_audit_finds_it_too(self, sample_data):
         unit = equity.resolve_unit(sample_data, "")

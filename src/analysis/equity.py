@@ -1217,7 +1217,8 @@ def _one_gap_model(data: pd.DataFrame, settings: EquitySettings) -> dict:
     try:
         model = sm.Logit(fit_data["y"].to_numpy(), exog)
         fit, errors = _robust_fit(model, schools, settings)
-        ame, ame_se = average_marginal_effect(fit, exog, "g")
+        ame, ame_se = average_marginal_effect(
+            fit, exog, "g", schools if "cluster" in errors else None)
     except Exception as error:  # statsmodels raises several kinds on separation
         logger.warning("adjusted gap not computable: %s", type(error).__name__)
         return result | {"shown": False,
@@ -1242,8 +1243,8 @@ def _one_gap_model(data: pd.DataFrame, settings: EquitySettings) -> dict:
     }
 
 
-def average_marginal_effect(fit, exog: pd.DataFrame,
-                            column: str) -> tuple[float, float]:
+def average_marginal_effect(fit, exog: pd.DataFrame, column: str,
+                            groups: np.ndarray | None = None) -> tuple[float, float]:
     """Average marginal effect of a 0/1 regressor in a fitted logit, and its error.
 
     The mean over students of ``F(x1 b) - F(x0 b)``, with ``x1``/``x0`` each
@@ -1267,8 +1268,41 @@ def average_marginal_effect(fit, exog: pd.DataFrame,
     p0 = 1 / (1 + np.exp(-(x0 @ beta)))
     gradient = ((p1 * (1 - p1))[:, None] * x1
                 - (p0 * (1 - p0))[:, None] * x0).mean(axis=0)
-    covariance = np.asarray(fit.cov_params(), dtype=float)
-    return float(np.mean(p1 - p0)), float(np.sqrt(gradient @ covariance @ gradient))
+    return float(np.mean(p1 - p0)), _delta_se(fit, gradient, j, groups)
+
+
+def _delta_se(fit, gradient: np.ndarray, j: int,
+              groups: np.ndarray | None) -> float:
+    """``sqrt(gradient' V gradient)`` for the fit's covariance ``V``.
+
+    With ``groups`` (the clusters the fit used), computed cluster by cluster:
+
+    ``V = A M A`` with ``A`` the inverse Hessian and ``M`` the sum over clusters of
+    the outer products of score sums, so ``g' V g`` is the sum over clusters of
+    ``(s_c . A g)**2``: written that way it can never come out negative. Forming
+    ``V`` first and then ``g' V g`` (as ``get_margeff`` does) lost every digit on
+    the sample district, where school fixed effects next to school clusters make
+    ``V`` nearly singular (intervals of millions of points, or NaN). The
+    small-sample factor statsmodels applies is read off the fit's own variance
+    of coefficient ``j``, so both agree where both are exact (a test checks it).
+    """
+    if groups is None:
+        # Without the clusters, the fit's covariance as it stands.
+        covariance = np.asarray(fit.cov_params(), dtype=float)
+        return float(np.sqrt(max(gradient @ covariance @ gradient, 0.0)))
+    model = fit.model
+    beta = np.asarray(fit.params, dtype=float)
+    scores = np.asarray(model.score_obs(beta), dtype=float)
+    inverse = np.linalg.pinv(-np.asarray(model.hessian(beta), dtype=float))
+    sums = pd.DataFrame(scores).groupby(np.asarray(groups)).sum().to_numpy()
+
+    def sandwich(direction: np.ndarray) -> float:
+        return float(np.sum((sums @ (inverse @ direction)) ** 2))
+
+    unit = np.zeros_like(gradient)
+    unit[j] = 1.0
+    factor = float(np.asarray(fit.cov_params(), dtype=float)[j, j]) / sandwich(unit)
+    return float(np.sqrt(factor * sandwich(gradient)))
 
 
 def action_regression(frame: pd.DataFrame, outcome: str,
