@@ -93,3 +93,28 @@ def test_groups_within_one_grade_are_protected_too():
     marked = suppress(cells, 10).set_index("group_value")
     assert marked.loc["Asian", "suppressed"]
     assert marked.loc["White", "suppression"] == "complementary"
+
+
+# DOMAIN.md A4 (district procedure after NCES 2011-603): >= 300 students: <= 1% /
+# >= 99%; 100-299: <= 2% / >= 98%; 40-99: <= 5% / >= 95%; 20-39: <= 10% / >= 90%
+# and 10-19: <= 20% / >= 80% (these two bands marked [U] there). Each size at a
+# band edge, with the count that lands exactly on the bound and the next count in.
+@pytest.mark.parametrize("size, chronic, shown", [
+    (300, 3, "≤1%"), (300, 4, "1.3%"), (300, 297, "≥99%"), (300, 296, "98.7%"),
+    (299, 5, "≤2%"), (299, 7, "2.3%"), (299, 294, "≥98%"), (299, 293, "98.0%"),
+    (100, 2, "≤2%"), (100, 3, "3.0%"), (100, 98, "≥98%"), (100, 97, "97.0%"),
+    (99, 4, "≤5%"), (99, 5, "5.1%"), (99, 95, "≥95%"), (99, 94, "94.9%"),
+    (40, 2, "≤5%"), (40, 3, "7.5%"), (40, 38, "≥95%"), (40, 37, "92.5%"),
+    (39, 3, "≤10%"), (39, 4, "10.3%"), (39, 36, "≥90%"), (39, 35, "89.7%"),
+    (20, 2, "≤10%"), (20, 3, "15.0%"), (20, 18, "≥90%"), (20, 17, "85.0%"),
+    (19, 3, "≤20%"), (19, 4, "21.1%"), (19, 16, "≥80%"), (19, 15, "78.9%"),
+    (11, 2, "≤20%"), (11, 3, "27.3%"), (11, 9, "≥80%"), (11, 8, "72.7%"),
+    (300, 0, "≤1%"), (300, 300, "≥99%"), (11, 0, "≤20%"), (11, 11, "≥80%"),
+])
+def test_top_bottom_coding_at_band_edges(size, chronic, shown):
+    assert code_rate(chronic / size, size) == shown
+
+
+def test_coding_needs_a_rate_and_a_size():
+    assert code_rate(float("nan"), 50) == "suppressed"
+    assert code_rate(0.5, pd.NA) == "suppressed"

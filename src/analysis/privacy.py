@@ -236,16 +236,29 @@ def _hide_beside(result: AuditResult, hidden: np.ndarray, reason: np.ndarray,
         for m in group["measure"]:
             amount = amount + values.get(m, 0.0)
         best = None
-        for r in sets.get(int(row), []):
-            members = relations.members(r)
-            parts = [p for p in members[1:] if not hidden[p]]
-            if not parts and not hidden[members[0]]:
-                parts = [members[0]]
-            for p in parts:
-                key = (amount[p] <= 0, cascade(p), np.nan_to_num(size[p], nan=np.inf),
-                       int(p))
-                if best is None or key < best:
-                    best = key
+        # When every set of the cell is already wholly hidden, the reader narrows
+        # it through hidden cells linked to it: look one link further out, and
+        # so on, until some set has a shown cell (otherwise no cell is added and
+        # suppress gives up although hiding more would protect the cell).
+        frontier, seen = [int(row)], {int(row)}
+        while best is None and frontier:
+            linked = []
+            for cell in frontier:
+                for r in sets.get(cell, []):
+                    members = relations.members(r)
+                    parts = [p for p in members[1:] if not hidden[p]]
+                    if not parts and not hidden[members[0]]:
+                        parts = [members[0]]
+                    for p in parts:
+                        key = (amount[p] <= 0, cascade(p),
+                               np.nan_to_num(size[p], nan=np.inf), int(p))
+                        if best is None or key < best:
+                            best = key
+                    for p in members:
+                        if hidden[p] and int(p) not in seen:
+                            seen.add(int(p))
+                            linked.append(int(p))
+            frontier = linked
         if best is not None and not hidden[best[-1]]:
             hidden[best[-1]] = True
             reason[best[-1]] = COMPLEMENTARY
@@ -287,6 +300,17 @@ def _public_table(marked: pd.DataFrame, hidden: np.ndarray,
             release[f"share_{band}"] = share.where(
                 pd.Series(show, index=share.index) & ~is_coded(pd.Series(
                     text, index=share.index))).astype("Float64")
+        # The shares add up: satisfactory + at risk = 1 - the chronic rate, and
+        # moderate + severe = the chronic rate. A coded figure beside exact ones
+        # would be worked back out exactly (90.0% + 9.0% shown under a "≤1%" rate
+        # gives 1.0%), so a headline with any coded figure shows no band shares.
+        withheld = coded.copy()
+        for band in BAND_MEASURES:
+            withheld |= is_coded(release[f"share_{band}_display"]).to_numpy()
+        withheld &= headline & ~hidden
+        for band in BAND_MEASURES:
+            release.loc[withheld, f"share_{band}_display"] = HIDDEN
+            release.loc[withheld, f"share_{band}"] = pd.NA
 
     if show_counts:
         release["students"] = marked["students"].mask(hidden)

@@ -419,16 +419,54 @@ def student_identifiers(run_folder: Path) -> set[str]:
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
+_JOINER = re.compile(r"([_\-]+)")
+
+#: Longest run of ``-``/``_``-joined parts tried as one identifier.
+MAX_ID_PARTS = 6
+
+
+def _words(text: str) -> set[str]:
+    """Every word of ``text``, and every run of the parts of a joined word.
+
+    ``row-ST000048`` gives ``row``, ``ST000048`` and ``row-ST000048``, so an id
+    inside an HTML id or a file name (``student_ST000048``) is found, and so is an
+    id that itself holds a hyphen (``AB-1234`` inside ``x-AB-1234``).
+    """
+    words: set[str] = set()
+    for token in set(_TOKEN.findall(text)):
+        words.add(token)
+        pieces = _JOINER.split(token)     # part, joiner, part, ...
+        if len(pieces) == 1:
+            continue
+        for first in range(0, len(pieces), 2):
+            for last in range(first, min(len(pieces), first + 2 * MAX_ID_PARTS), 2):
+                words.add("".join(pieces[first:last + 1]))
+    words.discard("")
+    return words
 
 
 def scan_for_identifiers(files: list[Path], identifiers: set[str]) -> list[str]:
-    """The files (names only) in which any of ``identifiers`` appears as a word."""
+    """The files (names only) in which any of ``identifiers`` appears as a word.
+
+    Parameters
+    ----------
+    files : list of Path
+        Text files to read.
+    identifiers : set of str
+        Student identifiers to look for.
+
+    Returns
+    -------
+    list of str
+        The files holding one, as a whole word or as a ``-``/``_``-joined part
+        of one (``row-ST000048``); ``XST000048X`` is not a hit.
+    """
     if not identifiers:
         return []
     hits = []
     for path in files:
         text = Path(path).read_text(errors="ignore")
-        if not identifiers.isdisjoint(_TOKEN.findall(text)):
+        if not identifiers.isdisjoint(_words(text)):
             hits.append(str(path))
     return hits
 
