@@ -1,7 +1,9 @@
 """A static export of the public dashboard: HTML pages and CSV files to post as-is.
 
 ``python -m analysis.dashboard_export --source sample`` (``make dashboards-export``)
-writes ``reports/public-dashboard/<source>/<run>/``:
+writes ``reports/public-dashboard/<source>/<run>/`` for the newest full release of the
+source (``--run 2016-06-30-hartford`` picks another, e.g. one Connecticut district:
+the whole state is 1,400 pages and a long audit):
 
 * ``index.html`` - the overview (every unit, with colours), then the overview
   unit's charts and tables;
@@ -26,7 +28,7 @@ import sys
 from pathlib import Path
 
 from analysis import paths
-from analysis.dashboards import OVERVIEW, PURPOSE, STYLE, PublicView
+from analysis.dashboards import OVERVIEW, PURPOSE, STYLE, PublicView, natural_key
 from analysis.log import configure_logging, logger
 from analysis.release import audit_public_outputs, latest_release, load_release
 from analysis.settings import load_settings
@@ -46,7 +48,7 @@ def _page(view: PublicView, unit_id: str, depth: int) -> str:
     name = unit["name"] if unit else "Overview"
     links = [f'<a href="{up}index.html">Overview</a>'] + [
         f'<a href="{up}units/{_file(u["id"])}">{html.escape(u["name"])}</a>'
-        for u in sorted(view.units(), key=lambda u: u["name"])]
+        for u in sorted(view.units(), key=lambda u: natural_key(u["name"]))]
     parts = view.sections(unit_id)
     body = []
     for key in SECTION_ORDER:
@@ -114,27 +116,44 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.dashboard_export",
                                      description="Write the public dashboard as files.")
     parser.add_argument("--source", default="sample")
+    parser.add_argument("--run", help="release to export, e.g. 2016-06-30-hartford for "
+                        "a run limited to one district (default: the newest full run)")
     parser.add_argument("--out", type=Path, help="folder (default: "
                         "reports/public-dashboard/<source>/<run>)")
     args = parser.parse_args(argv)
     configure_logging()
 
     folder = latest_release(args.source)
-    out_dir = args.out or EXPORT_ROOT / args.source / folder.name
-    export_static(folder, out_dir)
+    if args.run:
+        folder = folder.parent / args.run
+        if not (folder / "release.json").exists():
+            known = sorted(p.parent.name for p in folder.parent.glob("*/release.json"))
+            logger.error("No release %s for %s; releases: %s.", args.run, args.source,
+                         ", ".join(known) or "none")
+            return 2
+    out_dir = Path(args.out or EXPORT_ROOT / args.source / folder.name)
     run_folder = paths.PROCESSED_DIR / args.source / folder.name
     if not (run_folder / "aggregate.parquet").exists():
-        shutil.rmtree(out_dir)
-        logger.error("No processed run at %s to audit the export against; the export "
-                     "was removed. Run `python -m analysis prepare --source %s`.",
+        logger.error("No processed run at %s to audit the export against; nothing was "
+                     "written. Run `python -m analysis prepare --source %s`.",
                      run_folder, args.source)
         return 1
-    audit = audit_public_outputs(run_folder, [out_dir], load_settings().privacy,
-                                 release_folder=folder)
-    if not audit.ok:
-        shutil.rmtree(out_dir)
-        logger.error("%s The export was removed.", audit.message())
-        return 1
+    # Written beside the target and moved in place only once the audit passed, so an
+    # interrupted or failed run never leaves an unaudited export where one is posted.
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    try:
+        export_static(folder, partial)
+        audit = audit_public_outputs(run_folder, [partial], load_settings().privacy,
+                                     release_folder=folder)
+        if not audit.ok:
+            logger.error("%s The export was removed.", audit.message())
+            return 1
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        partial.rename(out_dir)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
     logger.info("open %s", out_dir / "index.html")
     return 0
 

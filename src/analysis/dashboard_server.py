@@ -45,8 +45,12 @@ CULL_INTERVAL = 60
 CULL_IDLE_TIMEOUT = 300
 #: Seconds a dashboard cell may run.
 EXECUTION_TIMEOUT = 60
+#: The folder of the one ``voila.py`` the servers read.
+VOILA_CONFIG = Path(__file__).resolve().parent / "voila_config"
 #: Preheated kernels kept ready per notebook.
 POOL_SIZE = 2
+#: A regular expression that matches no path (``a`` can never precede the start).
+NOTHING = "a^"
 
 
 def voila_command(audience: str, port: int, token: str | None = None,
@@ -75,12 +79,16 @@ def voila_command(audience: str, port: int, token: str | None = None,
         "--VoilaConfiguration.allow_theme_override=NO",
         "--VoilaConfiguration.show_tracebacks=False",
         # Serve no file from the folder: the dashboards need none. (An allowlist
-        # entry that matches nothing replaces the default "images" entry.)
-        "--VoilaConfiguration.file_allowlist", "(?!)",
+        # entry that matches nothing replaces the default "images" entry. It must
+        # not look like a Python literal such as "(?!)": traitlets would warn that
+        # the "[...]"/"(...)" form for lists is deprecated.)
+        "--VoilaConfiguration.file_allowlist", NOTHING,
         "--VoilaConfiguration.file_denylist", ".*",
         f"--MappingKernelManager.cull_interval={CULL_INTERVAL}",
         f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
         f"--VoilaExecutor.timeout={EXECUTION_TIMEOUT}",
+        # Settings a command line cannot carry (voila_config/voila.py says which).
+        "--Voila.config_file_paths", str(VOILA_CONFIG),
     ]
     if pool_size > 0:
         command += ["--preheat_kernel=True", f"--pool_size={pool_size}"]
@@ -132,6 +140,9 @@ def server_environment(audience: str) -> dict[str, str]:
     env.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))
     env.setdefault("IPYTHONDIR", str(cache / "ipython"))
     env.pop("MPLBACKEND", None)   # STACK.md P6: it would remove every chart
+    # Read by voila_config/voila.py.
+    env["ANALYSIS_DASHBOARD_AUDIENCE"] = audience
+    env["ANALYSIS_VOILA_TIMEOUT"] = str(EXECUTION_TIMEOUT)
     if audience == "public":
         # Public kernels are pointed at releases only (nothing student-level there).
         from analysis.release import release_root
@@ -195,9 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.ip != "127.0.0.1":
         logger.warning("listening on %s, not loopback: put a TLS proxy in front", args.ip)
     url = f"http://{args.ip}:{port}/"
-    logger.info("serving the %s dashboards at %s%s (Ctrl-C stops)", args.audience, url,
-                "?token=<the token in " + str(TOKEN_FILE) + " or $" + TOKEN_ENV + ">"
-                if token else "")
+    hint = ("?token=<the token in " + str(TOKEN_FILE) + " or $" + TOKEN_ENV + ">"
+            if token else "")
+    # The folder's page lists the notebooks; name each dashboard's own address too.
+    pages = " ".join(f"{url}voila/render/{p.relative_to(FOLDERS[args.audience])}{hint}"
+                     for p in served_files(args.audience))
+    logger.info("serving the %s dashboards at %s%s (Ctrl-C stops); open %s",
+                args.audience, url, hint, pages)
     os.execve(command[0], command, server_environment(args.audience))
     return 0  # not reached
 

@@ -132,6 +132,16 @@ def _table_html(frame: pd.DataFrame, columns: dict[str, str], caption: str = "",
             f'<tbody>{"".join(body)}</tbody></table>')
 
 
+def natural_key(text) -> tuple:
+    """Sort key that puts "District 2" before "District 10" (numbers by value).
+
+    >>> sorted(["District 10", "District 2", "District 1"], key=natural_key)
+    ['District 1', 'District 2', 'District 10']
+    """
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+                 for part in re.split(r"(\d+)", str(text)) if part)
+
+
 def _markdown(text: str) -> str:
     """The little Markdown the explanations use (**bold**) as HTML."""
     escaped = html.escape(text)
@@ -154,6 +164,14 @@ def colour_badge(name) -> str:
             f'aria-hidden="true" style="display:inline-block;width:0.9em;height:0.9em;border:1px solid #333;background:{swatch};'
             f'margin-right:0.3em;vertical-align:middle"></span>{html.escape(str(name))}'
             f"</span>")
+
+
+def status_html(text: str, **data: str) -> str:
+    """A polite live region saying what is shown, with ``data-*`` attributes."""
+    attrs = "".join(f' data-{k}="{html.escape(str(v), quote=True)}"'
+                    for k, v in data.items())
+    return (f'<p class="dash-status dash-note" role="status" aria-live="polite"{attrs}>'
+            f"{html.escape(text)}</p>")
 
 
 STYLE = """<style>
@@ -200,7 +218,7 @@ class PublicView:
                                      "district" else "schools"))
         return [(label, OVERVIEW)] + sorted(
             ((f"{u['name']} ({u['id']})", u["id"]) for u in self.units()),
-            key=lambda o: o[0])
+            key=lambda o: natural_key(o[0]))
 
     def unit(self, unit_id: str) -> dict | None:
         """The unit with ``unit_id``; the overview's own unit for ``overview``."""
@@ -313,7 +331,8 @@ class PublicView:
             out = out.merge(colours[[key, "colour", "change_pp", "prior_rate_display",
                                      "reason"]].rename(columns={key: "id"}),
                             on="id", how="left")
-        return out.sort_values("name").reset_index(drop=True)
+        return out.sort_values("name", key=lambda s: s.map(natural_key)).reset_index(
+            drop=True)
 
     # ----------------------------------------------------------------- text
     def school_year(self) -> str:
@@ -554,6 +573,9 @@ class PublicDashboard:
         # The notebook's first cell carries the title and purpose; this adds styles.
         self.title = w.HTML(STYLE)
         self.message = w.HTML("")
+        # Says what is shown once every section is drawn (read by screen readers,
+        # and by the browser tests to know the page has redrawn).
+        self.status = w.HTML("")
         self.source_picker = w.Dropdown(options=sources, description="Data",
                                         layout=w.Layout(width="22em"))
         self.unit_picker = w.Dropdown(description="Place",
@@ -564,7 +586,7 @@ class PublicDashboard:
         self.view: PublicView | None = None
         self.widget = w.VBox(
             [self.title, w.HBox([self.source_picker, self.unit_picker]),
-             self.message] + [self.sections[n] for n in ("headline", "units", "trend",
+             self.message, self.status] + [self.sections[n] for n in ("headline", "units", "trend",
                                                           "bands", "grades")]
             + [self.group_picker, self.sections["groups"], self.sections["colours"],
                self.sections["explanation"], self.sections["definition"]])
@@ -631,6 +653,7 @@ class PublicDashboard:
             body = parts.get(name, "")
             widget.value = (f"<h2>{title}</h2>" if title and body else "") + body
         self.message.value = ""
+        self._show_status()
         logger.debug("public dashboard: %s %s", self.view.release.source,
                       self.unit_picker.value)
 
@@ -646,6 +669,17 @@ class PublicDashboard:
                                + (f" ({label.lower()})" if group != "all" else ""),
                                "group", "students by group")
         self.sections["groups"].value = f"<h2>{SECTION_TITLES['groups']}</h2>" + body
+        self._show_status()
+
+    def _show_status(self) -> None:
+        """State what the page now shows (set last, after every section)."""
+        view, unit_id = self.view, self.unit_picker.value
+        unit = view.unit(unit_id)
+        name = (unit["name"] if unit else dict(
+            (v, k) for k, v in view.options()).get(unit_id, str(unit_id)))
+        self.status.value = status_html(
+            f"Showing {name}, as of {view.as_of:%-d %B %Y} ({view.release.source}).",
+            source=view.release.source, unit=unit_id, group=self.group_picker.value)
 
 
 # -------------------------------------------------------------------- staff side
@@ -666,7 +700,7 @@ class StaffView:
 
     def schools(self) -> list[tuple[str, str]]:
         return sorted(((f"{u['name']} ({u['id']})", u["id"]) for u in self.run.units()),
-                      key=lambda o: o[0])
+                      key=lambda o: natural_key(o[0]))
 
     def tier_list(self, school: str) -> pd.DataFrame:
         from analysis.report import tier_list
@@ -741,8 +775,10 @@ class StaffView:
                          f"supportive step recorded in the last 30 days. <em>Confidential: for the "
                          f"school attendance team only.</em></p>"),
             "tiers": _table_html(
-                tiers.head(300).assign(absence_rate=tiers["absence_rate"].map(
-                    "{:.1%}".format)),
+                tiers.head(300).assign(
+                    absence_rate=tiers["absence_rate"].map("{:.1%}".format),
+                    days_absent=tiers["days_absent"].map(_days),
+                    days_enrolled=tiers["days_enrolled"].map(_days)),
                 {"tier": "Tier", "student_id": "Student", "grade": "Grade",
                  "days_enrolled": "Days enrolled", "days_absent": "Days missed",
                  "absence_rate": "Missed", "why": "Why"},
@@ -770,13 +806,23 @@ class StaffView:
             caption=f"Absences in the last 14 days ({len(recent)}, as recorded in the "
                     f"student information system)")
         out["supports"] = _table_html(
-            supports.head(300).assign(date=supports["date"].dt.strftime("%Y-%m-%d"))
+            supports.head(300).assign(
+                date=supports["date"].dt.strftime("%Y-%m-%d"),
+                intervention_type=supports["intervention_type"].astype(str)
+                .str.replace("_", " ").str.capitalize())
             if not supports.empty else supports,
             {"date": "Date", "student_id": "Student", "intervention_type": "Support",
              "kind": "Kind"},
             caption=f"Supports and other steps recorded in the last 30 days "
                     f"({len(supports)})")
         return out
+
+
+def _days(value) -> str:
+    """Days (possibly fractional, from partial days) with at most one decimal."""
+    if value is None or pd.isna(value):
+        return ""
+    return f"{float(value):.1f}".removesuffix(".0")
 
 
 def previous_students(folder: Path, run) -> pd.DataFrame | None:
@@ -826,7 +872,8 @@ class StaffDashboard:
                                         description="School",
                                         layout=w.Layout(width="34em"))
         self.sections = {name: w.HTML("") for name in STAFF_SECTIONS}
-        self.widget = w.VBox([self.title, self.school_picker]
+        self.status = w.HTML("")
+        self.widget = w.VBox([self.title, self.school_picker, self.status]
                              + list(self.sections.values()))
         self.render()
         self.school_picker.observe(self.on_school_change, names="value")
@@ -842,7 +889,13 @@ class StaffDashboard:
             self.school_picker.value = params["school"]
 
     def render(self) -> None:
-        parts = self.view.sections(self.school_picker.value)
+        """Fill every section for the chosen school, then say so."""
+        school = self.school_picker.value
+        parts = self.view.sections(school)
         for name, widget in self.sections.items():
             title = STAFF_SECTIONS[name]
             widget.value = (f"<h2>{title}</h2>" if title else "") + parts.get(name, "")
+        name = dict((v, k) for k, v in self.school_picker.options).get(school, school)
+        self.status.value = status_html(
+            f"Showing {name}, as of {self.view.data.as_of:%-d %B %Y}.", school=school)
+
