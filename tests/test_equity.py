@@ -436,6 +436,18 @@ class TestAdjustedGaps:
         by_hand = np.mean(expit(x1 @ fit.params) - expit(x0 @ fit.params))
         assert ame == pytest.approx(by_hand, rel=1e-12)
 
+    def test_collinear_school_and_grade_controls_are_left_out(self):
+        # Elementary schools teach K only here, so school=E equals grade=K.
+        exog = pd.DataFrame({
+            "const": 1.0, "g": [0, 1, 0, 1, 0, 1, 1, 0], "prior": np.linspace(0, .3, 8),
+            "grade=K": [1, 1, 1, 0, 0, 0, 0, 0], "grade=6": [0, 0, 0, 1, 1, 0, 0, 0],
+            "school=E": [1, 1, 1, 0, 0, 0, 0, 0], "school=M2": [0, 0, 0, 0, 0, 1, 1, 0]},
+            dtype=float)
+        kept = equity._independent_columns(exog)
+        assert list(kept.columns) == ["const", "g", "prior", "grade=K", "grade=6",
+                                      "school=M2"]
+        assert np.linalg.matrix_rank(kept.to_numpy()) == kept.shape[1]
+
     def test_adjusted_gap_matches_an_independent_formula_fit(self):
         frame = _synthetic_students(np.random.default_rng(11), n=5000)
         gaps = equity.adjusted_gaps(frame, SETTINGS)

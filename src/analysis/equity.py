@@ -1214,6 +1214,7 @@ def _one_gap_model(data: pd.DataFrame, settings: EquitySettings) -> dict:
     exog = exog.loc[:, exog.std(ddof=0).gt(0) | (exog.columns == "const")]
     if "no_prior" in exog and exog["no_prior"].sum() == 0:
         exog = exog.drop(columns="no_prior")
+    exog = _independent_columns(exog)
     try:
         model = sm.Logit(fit_data["y"].to_numpy(), exog)
         fit, errors = _robust_fit(model, schools, settings)
@@ -1241,6 +1242,27 @@ def _one_gap_model(data: pd.DataFrame, settings: EquitySettings) -> dict:
         "errors": errors, "shown": True,
         "reason": "" if abs(raw) >= 1 else "raw gap under 1 point: share not shown",
     }
+
+
+def _independent_columns(exog: pd.DataFrame) -> pd.DataFrame:
+    """Drop columns that are linear combinations of the columns before them.
+
+    School and grade controls overlap: in a district whose elementary schools
+    teach K-5 only, the elementary-school dummies add up to the K-5 grade dummies.
+    The fit then rests on a singular information matrix and its errors on
+    rounding noise (they changed from one machine to the next). Columns are kept
+    in order, so the constant, the group and prior absence always stay.
+    """
+    values = exog.to_numpy(dtype=float)
+    kept: list[int] = []
+    for j in range(values.shape[1]):
+        trial = values[:, kept + [j]]
+        if np.linalg.matrix_rank(trial) == len(kept) + 1:
+            kept.append(j)
+    dropped = [c for i, c in enumerate(exog.columns) if i not in kept]
+    if dropped:
+        logger.debug("collinear controls left out: %s", dropped)
+    return exog.iloc[:, kept]
 
 
 def average_marginal_effect(fit, exog: pd.DataFrame, column: str,
@@ -1271,6 +1293,11 @@ def average_marginal_effect(fit, exog: pd.DataFrame, column: str,
     return float(np.mean(p1 - p0)), _delta_se(fit, gradient, j, groups)
 
 
+#: Directions of the information matrix weaker than this share of the strongest are
+#: treated as not identified in :func:`_delta_se`.
+_RCOND = 1e-9
+
+
 def _delta_se(fit, gradient: np.ndarray, j: int,
               groups: np.ndarray | None) -> float:
     """``sqrt(gradient' V gradient)`` for the fit's covariance ``V``.
@@ -1293,7 +1320,14 @@ def _delta_se(fit, gradient: np.ndarray, j: int,
     model = fit.model
     beta = np.asarray(fit.params, dtype=float)
     scores = np.asarray(model.score_obs(beta), dtype=float)
-    inverse = np.linalg.pinv(-np.asarray(model.hessian(beta), dtype=float))
+    # Invert -H on its well-determined directions only. A control that is nearly
+    # separated (a school or grade where almost no one, or everyone, is chronic)
+    # has a coefficient drifting to infinity and an eigenvalue near zero; the
+    # average marginal effect hardly moves along it (its gradient there is ~0),
+    # but 1/eigenvalue times rounding noise gave intervals of 1e15 points.
+    values, vectors = np.linalg.eigh(-np.asarray(model.hessian(beta), dtype=float))
+    keep = values > values.max() * _RCOND
+    inverse = (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
     sums = pd.DataFrame(scores).groupby(np.asarray(groups)).sum().to_numpy()
 
     def sandwich(direction: np.ndarray) -> float:
@@ -1679,7 +1713,9 @@ def _ratio_findings(ratios: pd.DataFrame, gaps: pd.DataFrame | None,
                 g = hit.iloc[0]
                 statement += (f" With grade, school and last year's absence held "
                               f"equal, a gap of {g['ame_pp']:.1f} points remains "
-                              f"(95% CI {g['ame_low']:.1f} to {g['ame_upp']:.1f})")
+                              + (f"(95% CI {g['ame_low']:.1f} to {g['ame_upp']:.1f})"
+                                 if np.isfinite([g['ame_low'], g['ame_upp']]).all()
+                                 else "(no interval: the model is nearly separated)"))
                 if pd.notna(g.get("share_remaining")):
                     statement += (f": {g['share_remaining']:.0%} of the raw "
                                   f"{g['raw_gap_pp']:.1f}-point gap")
