@@ -41,7 +41,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
@@ -57,6 +56,7 @@ from analysis.schema import (
     GROUP_TYPES,
     conform_aggregate,
 )
+from analysis.settings import read_yaml_settings
 from analysis.statistics import wilson_interval
 
 EQUITY_FILE = PARAMS_DIR / "equity.yaml"
@@ -105,12 +105,7 @@ def load_equity_settings(path: Path = EQUITY_FILE, **overrides: Any) -> EquitySe
     pydantic.ValidationError
         Naming the setting and what it accepts, when a setting is wrong.
     """
-    data: dict[str, Any] = {}
-    if Path(path).exists():
-        with Path(path).open() as handle:
-            data = yaml.safe_load(handle) or {}
-    data.update({key: value for key, value in overrides.items() if value is not None})
-    return EquitySettings(**data)
+    return EquitySettings(**read_yaml_settings(path, overrides))
 
 
 # ------------------------------------------------------------------- wording helpers

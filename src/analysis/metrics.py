@@ -1,23 +1,15 @@
 """From daily records to student totals, as Ibis expressions run in the engine.
 
-Two ways through, giving the same numbers:
-
-* **Period sums** (what :func:`analysis.aggregate.build_aggregate` runs). Attendance
-  rows are read once and summed per student, school and *period* (the days between
-  two consecutive as-of points, never more than a month); days enrolled come from
-  enrollment spans and the calendar by counting, without making a row per day;
-  student totals at an as-of point are sums over its periods.
-  :func:`enrollment_islands`, :func:`enrolled_periods`, :func:`classify_marks`,
-  :func:`period_marks`, :func:`school_periods`, :func:`district_periods`,
-  :func:`period_student_facts`.
-* **Daily records** (the reference, kept for tests and for reading one student's
-  days): :func:`instructional_days`, :func:`enrolled_days`, :func:`daily_records`,
-  :func:`district_daily_records`, :func:`student_facts`. It makes one row per
-  student, school and day enrolled and joins it to every as-of point, so its cost
-  grows with days x points.
-
-Both then apply the same rules: :func:`classify_students` (eligibility, the chronic
-flag, bands, the pace check) and :func:`add_tiers`.
+Attendance rows are read once and summed per student, school and *period* (the days
+between two consecutive as-of points, never more than a month); days enrolled come
+from enrollment spans and the calendar by counting, without making a row per day;
+student totals at an as-of point are sums over its periods:
+:func:`enrollment_islands`, :func:`enrolled_periods`, :func:`period_marks`,
+:func:`school_periods`, :func:`district_periods`, :func:`period_student_facts`
+(what :func:`analysis.aggregate.build_aggregate` runs). Then the rules:
+:func:`classify_students` (eligibility, the chronic flag, bands, the pace check) and
+:func:`add_tiers`. The hand-computed cases in tests/test_metrics.py check the whole
+path.
 
 Nothing here reads files or knows about notebooks; the expressions run unchanged on
 DuckDB, PostgreSQL and Spark (tests/test_engine_parity.py).
@@ -71,49 +63,6 @@ def instructional_days(calendar: ir.Table, as_of: ir.Scalar | object,
     )
 
 
-def enrolled_days(enrollments: ir.Table, days: ir.Table, as_of: object,
-                  definition: Definition) -> ir.Table:
-    """Instructional days that fall inside a student's enrollment spans at a school.
-
-    A span with no exit date runs to the as-of date. With ``exit_date_inclusive``
-    false, the exit date is the first day gone. Overlapping spans at one school count
-    each day once; a day in spans at two schools (a hand-off day) counts at each.
-
-    Returns columns ``student_id, school_id, date, year_start, grade,
-    instructional_minutes``.
-    """
-    exit_date = as_date(enrollments.exit_date) if "exit_date" in enrollments.columns \
-        else ibis.null("date")
-    if not definition.exit_date_inclusive:
-        exit_date = exit_date - ibis.interval(days=1)
-    spans = enrollments.select(
-        student_id=enrollments.student_id,
-        school_id=enrollments.school_id,
-        grade=enrollments.grade,
-        entry=as_date(enrollments.entry_date),
-        exit=ibis.coalesce(exit_date, ibis.literal(as_of).cast("date")),
-    )
-
-    joined = spans.join(
-        days,
-        [spans.school_id == days.school_id, days.date >= spans.entry,
-         days.date <= spans.exit],
-    )
-    rows = joined.select(
-        student_id=spans.student_id, school_id=spans.school_id, date=days.date,
-        year_start=days.year_start, grade=spans.grade,
-        instructional_minutes=days.instructional_minutes,
-    )
-
-    # Overlapping spans at one school must not count a day twice; keep the grade of
-    # the span that started last.
-    return rows.group_by(["student_id", "school_id", "date"]).agg(
-        year_start=rows.year_start.max(),
-        grade=rows.grade.max(),
-        instructional_minutes=rows.instructional_minutes.max(),
-    )
-
-
 def missed_share(marks: ir.Table, definition: Definition) -> ir.FloatingValue:
     """The share of the day a mark counts as missed under ``definition`` (0 to 1).
 
@@ -148,129 +97,6 @@ def missed_share(marks: ir.Table, definition: Definition) -> ir.FloatingValue:
 
     is_absence = marks.category.isin(list(definition.absent_categories))
     return ibis.ifelse(is_absence, share, 0.0).cast("float64")
-
-
-def classify_marks(attendance: ir.Table, calendar: ir.Table, enrolled: ir.Table,
-                   as_of: object, definition: Definition) -> ir.Table:
-    """Give every attendance row a missed share, and a reason when it cannot be used.
-
-    ``attendance`` must carry a ``row_id`` column. Reasons, in the order tested:
-    dated after the as-of date; not an instructional day at that school; outside the
-    student's enrollment at that school; another mark for the same student, school
-    and day (the largest missed share is kept, as DOMAIN.md's defaults say).
-
-    Returns ``attendance``'s columns plus ``share``, ``reason`` (null when used) and
-    ``conflict`` (true when the day had marks of different categories).
-    """
-    day_kind = calendar.select(
-        school_id=calendar.school_id, cal_date=as_date(calendar.date),
-        cal_instructional=calendar.instructional,
-        cal_minutes=(calendar.instructional_minutes.cast("float64")
-                     if "instructional_minutes" in calendar.columns
-                     else ibis.null("float64")),
-    )
-    marks = attendance.mutate(date=as_date(attendance.date))
-    marks = marks.left_join(
-        day_kind,
-        [marks.school_id == day_kind.school_id, marks.date == day_kind.cal_date],
-    ).drop("school_id_right", "cal_date")
-    marks = marks.mutate(
-        instructional_minutes=ibis.coalesce(
-            marks.cal_minutes, ibis.literal(definition.default_instructional_minutes)
-        )
-    )
-
-    keys = enrolled.select("student_id", "school_id", "date").mutate(enrolled=True)
-    marks = marks.left_join(keys, ["student_id", "school_id", "date"]).drop(
-        "student_id_right", "school_id_right", "date_right"
-    )
-    marks = marks.mutate(share=missed_share(marks, definition))
-
-    # The first rule a row breaks is its reason.
-    base_reason = ibis.cases(
-        (marks.date > ibis.literal(as_of).cast("date"),
-         "dated after the as-of date (ignored)"),
-        (marks.cal_instructional.isnull() | ~marks.cal_instructional,
-         "mark on a day that is not an instructional day at that school"),
-        (marks.enrolled.isnull(),
-         "absence outside the student's enrollment at that school"),
-        else_=ibis.null("string"),
-    )
-    marks = marks.mutate(base_reason=base_reason)
-
-    # Among usable rows, several marks for one student, school and day make one day.
-    usable = marks.base_reason.isnull()
-    window = ibis.window(group_by=[marks.student_id, marks.school_id, marks.date,
-                                   usable],
-                         order_by=[ibis.desc(marks.share), marks.row_id])
-    marks = marks.mutate(
-        rank=ibis.row_number().over(window),
-        n_categories=marks.category.nunique().over(
-            ibis.window(group_by=[marks.student_id, marks.school_id, marks.date, usable])
-        ),
-    )
-    reason = ibis.ifelse(
-        usable & (marks["rank"] > 0),
-        "another mark for the same student, school and day (largest missed share kept)",
-        marks.base_reason,
-    )
-    return marks.mutate(reason=reason, conflict=usable & (marks.n_categories > 1)).drop(
-        "rank", "n_categories", "base_reason", "cal_minutes", "enrolled"
-    )
-
-
-def daily_records(enrolled: ir.Table, marks: ir.Table) -> ir.Table:
-    """One row per student, school and day enrolled, with the share of the day missed.
-
-    Days without a usable mark count as present, in person.
-
-    Returns ``student_id, school_id, date, year_start, grade, share, modality``.
-    """
-    used = marks.filter(marks.reason.isnull())
-    modality = used.modality if "modality" in used.columns else ibis.null("string")
-    used = used.select(
-        student_id=used.student_id, school_id=used.school_id, date=used.date,
-        share=used.share, modality=modality,
-    )
-    joined = enrolled.left_join(used, ["student_id", "school_id", "date"])
-    return joined.select(
-        student_id=enrolled.student_id, school_id=enrolled.school_id, date=enrolled.date,
-        year_start=enrolled.year_start, grade=enrolled.grade,
-        share=ibis.coalesce(joined.share, 0.0),
-        modality=ibis.coalesce(joined.modality, "in_person"),
-    )
-
-
-def district_daily_records(daily: ir.Table, schools: ir.Table) -> ir.Table:
-    """One row per student, district and day: a hand-off day counts once.
-
-    On a day enrolled at two schools the larger missed share is kept.
-    """
-    joined = daily.join(schools.select("school_id", "district_id"), "school_id")
-    grouped = joined.group_by(["student_id", "district_id", "date"]).agg(
-        year_start=joined.year_start.max(),
-        grade=joined.grade.max(),
-        share=joined.share.max(),
-    )
-    return grouped
-
-
-def _facts_at_points(daily: ir.Table, points: ir.Table, unit: str) -> ir.Table:
-    """Totals per as-of point, student and ``unit`` (school_id or district_id)."""
-    points = points.rename(point_year="year_start")
-    joined = daily.join(
-        points, [daily.year_start == points.point_year, daily.date <= points.as_of_date]
-    )
-    return joined.group_by(
-        ["as_of_date", "is_checkpoint", "year_start", "student_id", unit]
-    ).agg(
-        days_enrolled=joined.date.count(),
-        days_absent=joined.share.sum(),
-        days_attended=as_int(joined.share < 1).sum(),
-        grade=joined.grade.argmax(joined.date),
-        first_day=joined.date.min(),
-        last_day=joined.date.max(),
-    )
 
 
 def classify_students(facts: ir.Table, definition: Definition,
@@ -368,40 +194,6 @@ def add_tiers(facts: ir.Table, prior: ir.Table, unit: str) -> ir.Table:
     return joined.mutate(tier3=tier3, tier2=tier2,
                          prior_chronic=prior_chronic, prior_severe=prior_severe)
 
-
-def student_facts(daily: ir.Table, district_daily: ir.Table, points: ir.Table,
-                  year_end_points: ir.Table, definition: Definition) -> dict[str, ir.Table]:
-    """Student totals and flags at every as-of point, for schools and the district.
-
-    Parameters
-    ----------
-    daily, district_daily : ibis.Table
-        From :func:`daily_records` and :func:`district_daily_records`.
-    points : ibis.Table
-        ``as_of_date, year_start, is_checkpoint``: the month ends, the as-of date and
-        the same date last year.
-    year_end_points : ibis.Table
-        The last instructional day of each complete earlier year, for last year's
-        chronic and severe flags.
-    definition : Definition
-
-    Returns
-    -------
-    dict
-        ``{"school": table, "district": table}``, one row per as-of point, student and
-        unit (``school_id`` or ``district_id``).
-    """
-    return _classify_and_tier(
-        _facts_at_points(daily, points, "school_id"),
-        _facts_at_points(district_daily, points, "district_id"),
-        _facts_at_points(district_daily, year_end_points, "district_id"),
-        definition,
-    )
-
-
-# ---------------------------------------------------------------------------------
-# Period sums: the path build_aggregate runs
-# ---------------------------------------------------------------------------------
 
 #: Learning modalities counted apart in the period sums; anything else is in person.
 OTHER_MODALITIES: tuple[str, ...] = ("remote_live", "remote_async", "independent_study")
@@ -754,7 +546,7 @@ def district_periods(school_rows: ir.Table, usable: ir.Table, located: ir.Table,
     """Per student, district and period, a day enrolled at two schools counted once.
 
     ``school_rows`` is :func:`school_periods`. On a day enrolled at two schools the
-    larger missed share is kept, as :func:`district_daily_records` does. Returns
+    larger missed share is kept. Returns
     ``student_id, district_id, year_start, period_end, days_enrolled,
     days_absent, full_days, first_date, last_date, grade`` (the grade on the last
     day; the larger one when two schools share it).
@@ -858,8 +650,7 @@ def period_student_facts(school_rows: ir.Table, district_rows: ir.Table,
                          definition: Definition) -> dict[str, ir.Table]:
     """Student totals and flags at every as-of point, from the period sums.
 
-    The same output as :func:`student_facts`, from :func:`school_periods` and
-    :func:`district_periods` instead of daily records; the points come as pandas
+    From :func:`school_periods` and :func:`district_periods`; the points come as pandas
     tables (from :func:`analysis.aggregate.as_of_points`).
     """
     return _classify_and_tier(

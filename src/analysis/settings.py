@@ -82,9 +82,14 @@ def load_settings(path: Path = SETTINGS_FILE, **overrides: Any) -> Settings:
     pydantic.ValidationError
         Naming the setting and the allowed values, when a setting is wrong.
     """
+    return Settings(**read_yaml_settings(path, overrides))
+
+
+def read_yaml_settings(path: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The YAML file at ``path`` (empty when missing) with non-None ``overrides``."""
     data: dict[str, Any] = {}
-    if path.exists():
-        with path.open() as handle:
+    if Path(path).exists():
+        with Path(path).open() as handle:
             data = yaml.safe_load(handle) or {}
     data.update({key: value for key, value in overrides.items() if value is not None})
-    return Settings(**data)
+    return data
