@@ -86,15 +86,6 @@ class Definition(BaseModel):
             raise ValueError("chronic_rule 'days' needs chronic_days (e.g. 15 for CRDC)")
         return self
 
-    def is_chronic(self, days_absent: float, days_enrolled: float) -> bool:
-        """Apply the chronic rule to one student (eligibility is checked elsewhere)."""
-        if self.chronic_rule == "days":
-            return days_absent >= self.chronic_days
-        rate = days_absent / days_enrolled
-        if self.band_boundary == "at_or_above":
-            return rate >= self.chronic_rate
-        return rate > self.chronic_rate
-
     def band(self, absence_rate: float) -> str:
         """Return the attendance band of one absence rate (0 to 1)."""
         from analysis.schema import BANDS

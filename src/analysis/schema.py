@@ -119,11 +119,6 @@ AGGREGATE_COLUMNS: dict[str, str] = {
 }
 
 
-def empty_aggregate() -> pd.DataFrame:
-    """Return an aggregate table with no rows and the right columns and dtypes."""
-    return pd.DataFrame({col: pd.Series(dtype=dtype) for col, dtype in AGGREGATE_COLUMNS.items()})
-
-
 def conform_aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     """Return ``frame`` with every aggregate column, in order and with the declared dtypes.
 
