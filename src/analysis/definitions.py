@@ -86,15 +86,6 @@ class Definition(BaseModel):
             raise ValueError("chronic_rule 'days' needs chronic_days (e.g. 15 for CRDC)")
         return self
 
-    def band(self, absence_rate: float) -> str:
-        """Return the attendance band of one absence rate (0 to 1)."""
-        from analysis.schema import BANDS
-
-        above = (lambda cut: absence_rate >= cut) if self.band_boundary == "at_or_above" \
-            else (lambda cut: absence_rate > cut)
-        level = sum(above(cut) for cut in self.band_cutoffs)
-        return BANDS[level]
-
     def summary(self) -> str:
         """One paragraph for the definition box of a report."""
         return f"{self.title}. {self.description} Source: {self.source}."
