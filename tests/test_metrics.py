@@ -250,3 +250,13 @@ def test_unparseable_date_is_set_aside_with_its_line(folder, tmp_path):
     assert entry.examples[0]["row"] == 5 and entry.examples[0]["value"] == "2026-02-30"
     with pytest.raises(DataContractError, match="attendance.csv line 5, column 'date'"):
         read_student_files(copy, strict=True)
+
+
+def test_totals_carry_to_later_points_after_the_last_day_enrolled(run):
+    # Last year school A taught 1-15 Sep 2025 only; s4 was enrolled then. At the
+    # same date last year (30 Sep 2025) the year-to-date totals are still hers.
+    day_end = _total(run, "A", as_of=dt.date(2025, 9, 15))
+    later = _total(run, "A", as_of=dt.date(2025, 9, 30))
+    for total in (day_end, later):
+        assert total.students_enrolled == 1 and total.days_enrolled == 11
+        assert total.days_absent == 2 and total.chronically_absent == 1

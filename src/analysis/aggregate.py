@@ -18,6 +18,7 @@ scan_parquet`), which is how a state's billion daily rows are read without panda
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -33,6 +34,7 @@ from analysis.engine import (
     load_frames,
     materialize,
     refresh_statistics,
+    release,
 )
 from analysis.log import logger
 from analysis.quality import QualityLedger
@@ -400,7 +402,8 @@ def build_aggregate(data: StudentData | EngineTables, settings: Settings,
         as_of, start_month)
     periods = date_periods(dates["day"], dates["instructional"].astype(bool), as_of,
                            start_month, points, year_ends)
-    tables.update(load_frames(con, {"date_periods": periods}))
+    tables.update(load_frames(con, {"date_periods": periods, "points": points,
+                                    "year_ends": year_ends}))
     steps.done("points and periods")
 
     # Enrollment: islands of spans, located among each school's school days.
@@ -411,29 +414,44 @@ def build_aggregate(data: StudentData | EngineTables, settings: Settings,
     steps.done("enrollment islands")
     located = materialize(con, metrics.locate_islands(islands, ordinals,
                                                          tables["schools"]))
+    release(con, islands)
     steps.done("islands located")
     ranges = metrics.period_ranges(ordinals, tables["date_periods"])
     enrolled = materialize(con, metrics.enrolled_periods(located, ranges))
     steps.done("days enrolled per period")
 
     # Attendance: one pass over the rows, summed per period and reason.
-    marks = metrics.period_marks(tables["attendance"], calendar, tables["date_periods"],
-                                 located, as_of, definition)
-    sums = materialize(con, metrics.sum_marks(marks))
+    def classify(attendance: ir.Table) -> ir.Table:
+        return metrics.period_marks(attendance, calendar, tables["date_periods"],
+                                    located, as_of, definition)
+
+    sums = materialize(con, metrics.sum_marks(classify(tables["attendance"])))
     steps.done("attendance rows summed (one pass)")
-    usable, conflicts = _settle_marks(con, marks, sums, ledger,
-                                      isinstance(data, EngineTables))
+    usable, conflicts = _settle_marks(con, tables["attendance"], classify, sums,
+                                      ledger, isinstance(data, EngineTables))
     steps.done("duplicate marks settled")
 
     # Student totals and flags, then counts by unit, grade and group.
+    # Each kept step is released once no later step reads it, so that the engine
+    # keeps in memory what it needs and spills less.
     school_rows = materialize(con, metrics.school_periods(enrolled, usable))
+    release(con, enrolled)
     steps.done("school periods")
     district_rows = materialize(con, metrics.district_periods(
         school_rows, usable, located, ordinals, tables["date_periods"]))
+    release(con, usable, located, ordinals)
     steps.done("district periods")
-    facts = metrics.period_student_facts(school_rows, district_rows, points, year_ends,
-                                         definition)
+    modality = pd.concat(
+        [_modality_rows(school_rows, as_of, start_month, unit).to_pandas()
+         .assign(level=level)
+         for level, unit in (("school", "school_id"), ("district", "district_id"))],
+        ignore_index=True,
+    )
+    steps.done("days by modality")
+    facts = metrics.period_student_facts(school_rows, district_rows, tables["points"],
+                                         tables["year_ends"], definition)
     facts = {level: materialize(con, table) for level, table in facts.items()}
+    release(con, school_rows, district_rows)
     steps.done("student facts at as-of points")
     students_t = tables["students"].drop("grade") if "grade" in tables["students"].columns \
         else tables["students"]
@@ -444,7 +462,7 @@ def build_aggregate(data: StudentData | EngineTables, settings: Settings,
     aggregate = pd.concat(frames, ignore_index=True)
     steps.done("counts by unit, grade and group")
 
-    # Staff-only student facts at the as-of date, and the modality breakdown.
+    # Staff-only student facts at the as-of date.
     as_of_ts = pd.Timestamp(as_of)
     student_rows = []
     for level, unit in (("school", "school_id"), ("district", "district_id")):
@@ -454,13 +472,8 @@ def build_aggregate(data: StudentData | EngineTables, settings: Settings,
         rows = rows.rename(columns={unit: "unit_id"})
         student_rows.append(rows)
     students = pd.concat(student_rows, ignore_index=True)
-    modality = pd.concat(
-        [_modality_rows(school_rows, as_of, start_month, unit).to_pandas()
-         .assign(level=level)
-         for level, unit in (("school", "school_id"), ("district", "district_id"))],
-        ignore_index=True,
-    )
-    steps.done("student rows and modality")
+    release(con, *facts.values())
+    steps.done("student rows at the as-of date")
     logger.info("aggregate table: %d rows; %d student-school facts at the as-of date",
                 len(aggregate), int((students["level"] == "school").sum()))
     return AggregateRun(aggregate=aggregate, students=students, modality=modality,
@@ -468,9 +481,14 @@ def build_aggregate(data: StudentData | EngineTables, settings: Settings,
                         schools=schools, conflicts=conflicts, seconds=steps.seconds)
 
 
-def _settle_marks(con: ibis.BaseBackend, marks: ir.Table, sums: ir.Table,
+def _settle_marks(con: ibis.BaseBackend, attendance: ir.Table,
+                  classify: Callable[[ir.Table], ir.Table], sums: ir.Table,
                   ledger: QualityLedger, count_rows: bool) -> tuple[ir.Table, int]:
     """Record rows set aside in the ledger and settle days with several marks.
+
+    ``classify`` is :func:`analysis.metrics.period_marks` with everything but the
+    attendance rows bound; only the rows of students with a day marked twice go
+    through it again, not the whole attendance table.
 
     Returns the period sums of usable marks (one mark per day) and the number of
     student-days whose marks had different categories.
@@ -489,14 +507,19 @@ def _settle_marks(con: ibis.BaseBackend, marks: ir.Table, sums: ir.Table,
         metrics.bit_count(usable.day_bits) != usable.rows).select(*keys).distinct())
     conflicts = 0
     if int(flagged.count().to_pandas()):
+        pairs = flagged.select("student_id", "school_id").distinct()
+        marks = classify(attendance.semi_join(pairs, ["student_id", "school_id"]))
         fixed, days = metrics.resolve_duplicates(marks, flagged)
         days = materialize(con, days)
         extra = int((days.marks - 1).sum().to_pandas())
         conflicts = int(metrics.as_int(days.conflict).sum().to_pandas())
+        release(con, days)
         ledger.set_aside("attendance", metrics.REASON_DUPLICATE, extra)
         usable = ibis.union(usable.anti_join(flagged, keys),
                             fixed.select(*usable.columns), distinct=False)
     if conflicts:
         ledger.note(f"{conflicts} student-days had marks of different categories; the "
                     f"largest missed share was kept")
-    return materialize(con, usable), conflicts
+    usable = materialize(con, usable)
+    release(con, sums, flagged)
+    return usable, conflicts

@@ -170,6 +170,19 @@ def materialize(con: ibis.BaseBackend, table: ir.Table) -> ir.Table:
     return con.table(name)
 
 
+def release(con: ibis.BaseBackend, *tables: ir.Table) -> None:
+    """Free tables kept by :func:`materialize` that no later step reads.
+
+    On DuckDB the kept tables count against the memory limit, and a run that keeps
+    every step spills to disk long before it needs to.
+    """
+    for table in tables:
+        if isinstance(table, ir.CachedTable):
+            table.release()
+        elif con.name == "pyspark":
+            con._session.catalog.dropTempView(table.get_name())
+
+
 def refresh_statistics(con: ibis.BaseBackend) -> None:
     """Let the planner see the sizes of tables just cached (PostgreSQL only).
 

@@ -17,9 +17,10 @@ DuckDB, PostgreSQL and Spark (tests/test_engine_parity.py).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import ibis
 import ibis.expr.types as ir
-import pandas as pd
 
 from analysis.definitions import Definition
 
@@ -601,57 +602,67 @@ def district_periods(school_rows: ir.Table, usable: ir.Table, located: ir.Table,
     )
 
 
-def _period_facts_at_points(periods: ir.Table, points: pd.DataFrame,
+def _running_totals(periods: ir.Table, unit: str) -> ir.Table:
+    """Year-to-date totals at the end of each period a student was enrolled in.
+
+    Running sums over the student's periods in the school year, in date order, and
+    ``next_end``: the end of the student's next period that year (null for the
+    last), so that a row holds the totals for every point from its own period end
+    up to the day before ``next_end``.
+    """
+    keys = [periods.student_id, periods[unit], periods.year_start]
+    so_far = ibis.window(group_by=keys, order_by=periods.period_end, rows=(None, 0))
+    ordered = ibis.window(group_by=keys, order_by=periods.period_end)
+    return periods.select(
+        "student_id", unit, "year_start", "period_end",
+        next_end=periods.period_end.lead().over(ordered),
+        days_enrolled=periods.days_enrolled.sum().over(so_far),
+        days_absent=periods.days_absent.sum().over(so_far),
+        days_attended=(periods.days_enrolled - periods.full_days).sum().over(so_far),
+        first_day=periods.first_date.min().over(so_far),
+        last_day=periods.last_date.max().over(so_far),
+        # Periods never overlap and each has a day enrolled, so the latest one
+        # holds the last day: its grade is the grade on the last day.
+        grade=periods.grade,
+    )
+
+
+def _period_facts_at_points(periods: ir.Table, points: ir.Table,
                             unit: str) -> ir.Table:
     """Totals per as-of point, student and unit, summed over the periods up to it.
 
-    One pass per school year: a conditional sum for each of the year's points
-    (``period_end <= point``), so no row is repeated per point; then one row per
-    point where the student had a day enrolled. ``points`` is small and known
-    (``as_of_date, year_start, is_checkpoint``), so the sums are spelled out.
+    Running totals per period (:func:`_running_totals`), each joined to the points
+    it covers: from its own period end up to the next period the student was
+    enrolled in. A student who left keeps a row at every later point of the year.
+    ``points`` is a small engine table: ``as_of_date, year_start, is_checkpoint``.
     """
-    parts = []
-    for year, year_points in points.groupby("year_start", sort=True):
-        rows = periods.filter(periods.year_start == int(year))
-        sums = {}
-        for i, point in enumerate(year_points["as_of_date"]):
-            inside = rows.period_end <= ibis.literal(pd.Timestamp(point).to_pydatetime())
-            sums[f"enrolled_{i}"] = ibis.ifelse(inside, rows.days_enrolled, 0).sum()
-            sums[f"absent_{i}"] = ibis.ifelse(inside, rows.days_absent, 0.0).sum()
-            sums[f"attended_{i}"] = ibis.ifelse(
-                inside, rows.days_enrolled - rows.full_days, 0).sum()
-            sums[f"first_{i}"] = ibis.ifelse(inside, rows.first_date,
-                                             ibis.null("date")).min()
-            sums[f"last_{i}"] = ibis.ifelse(inside, rows.last_date,
-                                            ibis.null("date")).max()
-            # The grade on the last day: "YYYY-MM-DD|grade" sorts by date.
-            sums[f"grade_{i}"] = ibis.ifelse(
-                inside, rows.last_date.cast("string").concat("|", rows.grade),
-                ibis.null("string")).max()
-        wide = rows.group_by(["student_id", unit]).agg(**sums)
-        for i, (point, checkpoint) in enumerate(zip(
-                year_points["as_of_date"], year_points["is_checkpoint"], strict=True)):
-            at = wide.filter(wide[f"enrolled_{i}"] > 0)
-            parts.append(at.select(
-                as_of_date=ibis.literal(pd.Timestamp(point).to_pydatetime(),
-                                        type="timestamp"),
-                is_checkpoint=ibis.literal(bool(checkpoint)),
-                year_start=ibis.literal(int(year), type="int64"),
-                student_id=at.student_id, **{unit: at[unit]},
-                days_enrolled=at[f"enrolled_{i}"], days_absent=at[f"absent_{i}"],
-                days_attended=at[f"attended_{i}"], grade=at[f"grade_{i}"].substr(11),
-                first_day=at[f"first_{i}"], last_day=at[f"last_{i}"],
-            ))
-    return ibis.union(*parts, distinct=False)
+    running = _running_totals(periods, unit)
+    table = points.select(p_date=points.as_of_date.cast("timestamp"),
+                          p_year=points.year_start.cast("int64"),
+                          p_checkpoint=points.is_checkpoint)
+    far = ibis.literal(datetime(9999, 12, 31), type="timestamp")
+    joined = running.join(table, [
+        running.year_start == table.p_year,
+        table.p_date >= running.period_end,
+        table.p_date < ibis.coalesce(running.next_end.cast("timestamp"), far),
+    ])
+    return joined.select(
+        as_of_date=joined.p_date, is_checkpoint=joined.p_checkpoint,
+        year_start=joined.year_start, student_id=joined.student_id,
+        **{unit: joined[unit]},
+        days_enrolled=joined.days_enrolled, days_absent=joined.days_absent,
+        days_attended=joined.days_attended, grade=joined.grade,
+        first_day=joined.first_day, last_day=joined.last_day,
+    )
 
 
 def period_student_facts(school_rows: ir.Table, district_rows: ir.Table,
-                         points: pd.DataFrame, year_end_points: pd.DataFrame,
+                         points: ir.Table, year_end_points: ir.Table,
                          definition: Definition) -> dict[str, ir.Table]:
     """Student totals and flags at every as-of point, from the period sums.
 
-    From :func:`school_periods` and :func:`district_periods`; the points come as pandas
-    tables (from :func:`analysis.aggregate.as_of_points`).
+    From :func:`school_periods` and :func:`district_periods`; the points are the
+    tables of :func:`analysis.aggregate.as_of_points`, loaded into the engine.
     """
     return _classify_and_tier(
         _period_facts_at_points(school_rows, points, "school_id"),
