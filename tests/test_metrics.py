@@ -82,8 +82,10 @@ class TestStudentRules:
     def test_mid_year_move_counts_at_each_school_and_once_in_district(self, run):
         at_a, at_b = _student(run, "s6", "A"), _student(run, "s6", "B")
         in_district = _student(run, "s6", "D1")
-        assert (at_a.days_enrolled, at_a.days_absent, bool(at_a.chronic)) == (10, 1, True)
-        assert (at_b.days_enrolled, at_b.days_absent, bool(at_b.chronic)) == (12, 1, False)
+        assert (at_a.days_enrolled, at_a.days_absent, bool(at_a.chronic)) \
+            == (10, 1, True)
+        assert (at_b.days_enrolled, at_b.days_absent, bool(at_b.chronic)) \
+            == (12, 1, False)
         # The hand-off day (15 Sep) is one day in the district: 10 + 12 - 1.
         assert (in_district.days_enrolled, in_district.days_absent) == (21, 2)
         assert not in_district.chronic and in_district.band == "at_risk"
@@ -151,7 +153,8 @@ class TestProfiles:
 class TestAggregate:
     def test_school_a(self, run):
         row = _total(run, "A")
-        assert (row.students_enrolled, row.students, row.chronically_absent) == (7, 7, 3)
+        counts = (row.students_enrolled, row.students, row.chronically_absent)
+        assert counts == (7, 7, 3)
         assert (row.satisfactory, row.at_risk, row.moderate_chronic,
                 row.severe_chronic) == (1, 3, 2, 1)
         assert (row.tier2, row.tier3) == (3, 1)
@@ -163,12 +166,14 @@ class TestAggregate:
 
     def test_school_b_counts_only_eligible_students_in_rates(self, run):
         row = _total(run, "B")
-        assert (row.students_enrolled, row.students, row.chronically_absent) == (2, 1, 0)
+        counts = (row.students_enrolled, row.students, row.chronically_absent)
+        assert counts == (2, 1, 0)
         assert row.days_enrolled == 12
 
     def test_district_counts_each_student_once(self, run):
         row = _total(run, "D1", level="district")
-        assert (row.students_enrolled, row.students, row.chronically_absent) == (8, 7, 2)
+        counts = (row.students_enrolled, row.students, row.chronically_absent)
+        assert counts == (8, 7, 2)
         assert (row.tier2, row.tier3) == (3, 1)
         assert row.days_enrolled == 137            # 5 x 20 + 21 + 16
         assert row.days_absent == pytest.approx(11.75)
@@ -178,7 +183,8 @@ class TestAggregate:
         assert (black.students, black.chronically_absent) == (2, 2)   # s1, s3
         grade1 = _total(run, "A", grade="1")
         assert (grade1.students, grade1.chronically_absent) == (3, 1)  # s1, s2, s4
-        el = _total(run, "A", group_type="english_learner", group_value="English learner")
+        el = _total(run, "A", group_type="english_learner",
+                    group_value="English learner")
         assert (el.students, el.chronically_absent) == (2, 1)          # s1, s5
 
     def test_wilson_interval(self, run):
@@ -189,7 +195,8 @@ class TestAggregate:
 
     def test_same_date_last_year_and_month_ends(self, run):
         dates = set(run.aggregate.as_of_date.dt.date)
-        assert {dt.date(2026, 9, 30), dt.date(2025, 9, 30), dt.date(2025, 9, 15)} <= dates
+        expected = {dt.date(2026, 9, 30), dt.date(2025, 9, 30), dt.date(2025, 9, 15)}
+        assert expected <= dates
 
 
 class TestLedger:
@@ -200,7 +207,8 @@ class TestLedger:
         assert (attendance.rows_read, attendance.rows_set_aside) == (25, 6)
         reasons = attendance.set_aside
         assert reasons["dated after the as-of date (ignored)"] == 1
-        assert reasons["mark on a day that is not an instructional day at that school"] == 2
+        closed = "mark on a day that is not an instructional day at that school"
+        assert reasons[closed] == 2
         assert reasons["absence outside the student's enrollment at that school"] == 1
         duplicate = [r for r in reasons if r.startswith("another mark")]
         assert len(duplicate) == 1 and reasons[duplicate[0]] == 1
@@ -223,8 +231,8 @@ class TestLedger:
         shutil.copytree(folder, copy)
         frame = tiny_district.students().drop(columns=["gender"])
         frame.to_csv(copy / "students.csv", index=False)
-        with pytest.raises(DataContractError, match=r"students.csv: missing column\(s\) "
-                                                    r"\['gender'\]"):
+        expected = r"students.csv: missing column\(s\) \['gender'\]"
+        with pytest.raises(DataContractError, match=expected):
             read_student_files(copy)
 
     def test_missing_table_says_what_to_do(self, tmp_path):

@@ -252,8 +252,9 @@ def _finish(counts: pd.DataFrame, level: str, schools: pd.DataFrame, source: str
     frame["district_name"] = frame["district_id"].map(districts["district_name"])
 
     students = frame["students"].astype("float64")
-    frame["chronic_absence_rate"] = (frame["chronically_absent"] / students).where(students > 0)
-    frame["ci_low"], frame["ci_upp"] = wilson_interval(frame["chronically_absent"], students)
+    chronic = frame["chronically_absent"]
+    frame["chronic_absence_rate"] = (chronic / students).where(students > 0)
+    frame["ci_low"], frame["ci_upp"] = wilson_interval(chronic, students)
     enrolled_days = frame["days_enrolled"].where(frame["days_enrolled"] > 0)
     frame["attendance_rate"] = 1 - frame["days_absent"] / enrolled_days
     frame["suppressed_at_source"] = False
@@ -264,7 +265,8 @@ def _finish(counts: pd.DataFrame, level: str, schools: pd.DataFrame, source: str
 def _schools_table(data: StudentData | EngineTables) -> pd.DataFrame:
     """The schools table, filled in from the calendar when the district sent none."""
     if isinstance(data, EngineTables):
-        ids = set(data["calendar"].select("school_id").distinct().to_pandas()["school_id"])
+        calendar_ids = data["calendar"].select("school_id").distinct().to_pandas()
+        ids = set(calendar_ids["school_id"])
         ids |= set(data["enrollments"].select("school_id").distinct()
                    .to_pandas()["school_id"])
         given = data["schools"].to_pandas() if "schools" in data.tables else None
@@ -275,8 +277,9 @@ def _schools_table(data: StudentData | EngineTables) -> pd.DataFrame:
     if given is not None:
         given = given.astype({"school_id": "string"})
         schools = schools.merge(given, on="school_id", how="left")
-    for col, default in (("school_name", None), ("school_level", pd.NA),
-                         ("district_id", DEFAULT_DISTRICT_ID), ("district_name", "District")):
+    defaults = (("school_name", None), ("school_level", pd.NA),
+                ("district_id", DEFAULT_DISTRICT_ID), ("district_name", "District"))
+    for col, default in defaults:
         if col not in schools.columns:
             schools[col] = pd.NA
         fill = schools["school_id"] if default is None else default
@@ -314,7 +317,8 @@ def date_periods(dates: pd.Series, instructional: pd.Series, as_of: date,
         ``date, year_start, period_end``; dates after the last period of their
         school year are left out.
     """
-    frame = pd.DataFrame({"date": pd.to_datetime(dates), "instructional": instructional})
+    frame = pd.DataFrame({"date": pd.to_datetime(dates),
+                          "instructional": instructional})
     frame = frame[frame["date"] <= pd.Timestamp(as_of)].drop_duplicates("date")
     frame["year_start"] = [year_start_of(d, start_month) for d in frame["date"].dt.date]
 
@@ -342,8 +346,8 @@ def _engine_tables(data: StudentData | EngineTables, con: ibis.BaseBackend,
     if isinstance(data, EngineTables):
         tables = dict(data.tables)
     else:
-        tables = load_frames(con, {name: data[name] for name in
-                                   ("students", "enrollments", "calendar", "attendance")})
+        names = ("students", "enrollments", "calendar", "attendance")
+        tables = load_frames(con, {name: data[name] for name in names})
     tables.update(load_frames(con, {"schools": schools}))
     return tables
 
@@ -453,8 +457,9 @@ def build_aggregate(data: StudentData | EngineTables, settings: Settings,
     facts = {level: materialize(con, table) for level, table in facts.items()}
     release(con, school_rows, district_rows)
     steps.done("student facts at as-of points")
-    students_t = tables["students"].drop("grade") if "grade" in tables["students"].columns \
-        else tables["students"]
+    students_t = tables["students"]
+    if "grade" in students_t.columns:  # the grade of each span is used instead
+        students_t = students_t.drop("grade")
     frames = []
     for level, unit in (("school", "school_id"), ("district", "district_id")):
         counts = _count_groups(con, facts[level], students_t, unit).to_pandas()

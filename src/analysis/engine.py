@@ -1,4 +1,4 @@
-"""The engine that runs the heavy step: an Ibis connection to DuckDB, PostgreSQL or Spark.
+"""The engine of the heavy step: an Ibis connection to DuckDB, PostgreSQL or Spark.
 
 Metric expressions in :mod:`analysis.metrics` are written in Ibis, so the same code
 runs on embedded DuckDB (the default), inside a district's PostgreSQL warehouse or
@@ -221,7 +221,8 @@ def _scan_remote(location: str, con: ibis.BaseBackend) -> EngineTables:
         except Exception as exc:  # the engine's own message names what is missing
             if table in REQUIRED:
                 raise DataContractError(
-                    f"Could not read {location}/{table}/ (Parquet files): {exc}") from exc
+                    f"Could not read {location}/{table}/ (Parquet files): {exc}"
+                ) from exc
             continue
         tables[table] = _typed(table, raw)
         ledger.add_file(table, f"{table}/", int(raw.count().to_pandas()))

@@ -36,7 +36,10 @@ def as_date(value: ir.Value) -> ir.DateValue:
 
 
 def as_int(condition: ir.BooleanValue) -> ir.IntegerValue:
-    """1 where ``condition`` holds, else 0 (PostgreSQL cannot cast boolean to bigint)."""
+    """1 where ``condition`` holds, else 0.
+
+    PostgreSQL cannot cast a boolean to bigint, hence the ``ifelse``.
+    """
     return ibis.ifelse(condition, 1, 0).cast("int64")
 
 
@@ -59,7 +62,8 @@ def instructional_days(calendar: ir.Table, as_of: ir.Scalar | object,
         date=as_date(days.date),
         year_start=school_year_start(as_date(days.date), start_month),
         instructional_minutes=ibis.coalesce(
-            minutes.cast("float64"), ibis.literal(definition.default_instructional_minutes)
+            minutes.cast("float64"),
+            ibis.literal(definition.default_instructional_minutes),
         ),
     )
 
@@ -183,7 +187,8 @@ def add_tiers(facts: ir.Table, prior: ir.Table, unit: str) -> ir.Table:
 
     prior = prior.mutate(next_year=prior.year_start + 1).drop("year_start")
     joined = facts.left_join(
-        prior, [facts.student_id == prior.student_id, facts.year_start == prior.next_year]
+        prior, [facts.student_id == prior.student_id,
+                facts.year_start == prior.next_year]
     ).drop("student_id_right", "next_year")
     prior_chronic = ibis.coalesce(joined.prior_chronic, False)
     prior_severe = ibis.coalesce(joined.prior_severe, False)
@@ -291,7 +296,8 @@ def _count_before(ordinals: ir.Table, bounds: ir.Table) -> ir.Table:
                                            "previous_day")
 
 
-def locate_islands(islands: ir.Table, ordinals: ir.Table, schools: ir.Table) -> ir.Table:
+def locate_islands(islands: ir.Table, ordinals: ir.Table,
+                   schools: ir.Table) -> ir.Table:
     """Give each island its first and last instructional day, as ordinals and dates.
 
     Islands with no instructional day are dropped. Adds ``district_id, k_first,
@@ -356,7 +362,8 @@ def period_ranges(ordinals: ir.Table, date_periods: ir.Table) -> ir.Table:
     """
     days = ordinals.join(date_periods.select("date", "period_end"), "date")
     return days.group_by(["school_id", "year_start", "period_end"]).agg(
-        k_lo=days.k.min(), k_hi=days.k.max(), d_lo=days.date.min(), d_hi=days.date.max())
+        k_lo=days.k.min(), k_hi=days.k.max(),
+        d_lo=days.date.min(), d_hi=days.date.max())
 
 
 def enrolled_periods(located: ir.Table, ranges: ir.Table) -> ir.Table:
@@ -399,12 +406,13 @@ def period_marks(attendance: ir.Table, calendar: ir.Table, date_periods: ir.Tabl
     on days the student is also enrolled at another school of the district keep
     their date (``overlap_date``) so the district can count that day once.
 
-    Returns the classified rows, one per attendance row, to be summed per ``student_id,
-    school_id, year_start, period_end, reason, overlap_date`` (see :func:`sum_marks`) with ``rows, absent, full_days,
-    day_bits`` and per modality in :data:`OTHER_MODALITIES` ``days_<m>,
-    absent_<m>``. ``day_bits`` is the sum of ``2 ** day of month``: it has as many
-    bits set as rows exactly when no day has two usable marks (a period never spans
-    two months; two marks on a day carry into another bit), and
+    Returns the classified rows, one per attendance row, to be summed per
+    ``student_id, school_id, year_start, period_end, reason, overlap_date`` by
+    :func:`sum_marks` into ``rows, absent, full_days, day_bits`` and, per
+    modality in :data:`OTHER_MODALITIES`, ``days_<m>, absent_<m>``.
+    ``day_bits`` is the sum of ``2 ** day of month``: it has as many bits set as
+    rows exactly when no day has two usable marks (a period never spans two
+    months; two marks on a day carry into another bit), and
     :func:`resolve_duplicates` settles the periods where it does not.
 
     Notes
@@ -438,12 +446,14 @@ def period_marks(attendance: ir.Table, calendar: ir.Table, date_periods: ir.Tabl
     modality = marks.modality if "modality" in marks.columns else ibis.null("string")
     marks = joined.select(
         marks.student_id, marks.school_id, marks.date, marks.category,
-        *[marks[c] for c in ("minutes_missed", "fraction_missed") if c in marks.columns],
+        *[marks[c] for c in ("minutes_missed", "fraction_missed")
+          if c in marks.columns],
         modality=modality,
         year_start=periods.year_start, period_end=periods.period_end,
         cal_instructional=day_kind.cal_instructional,
         instructional_minutes=ibis.coalesce(
-            day_kind.cal_minutes, ibis.literal(definition.default_instructional_minutes)),
+            day_kind.cal_minutes,
+            ibis.literal(definition.default_instructional_minutes)),
         enrolled=spans.i_first.notnull(),
         in_overlap=(marks.date >= spans.i_from) & (marks.date <= spans.i_to),
     )
@@ -460,8 +470,9 @@ def period_marks(attendance: ir.Table, calendar: ir.Table, date_periods: ir.Tabl
     )
     marks = marks.mutate(share=missed_share(marks, definition), reason=reason)
     marks = marks.mutate(
-        overlap_date=ibis.ifelse(marks.reason.isnull() & marks.in_overlap.fill_null(False),
-                                 marks.date, ibis.null("date")),
+        overlap_date=ibis.ifelse(
+            marks.reason.isnull() & marks.in_overlap.fill_null(False),
+            marks.date, ibis.null("date")),
         bit=_day_bit(marks.date),
     )
     return marks
