@@ -647,7 +647,13 @@ def _period_facts_at_points(periods: ir.Table, points: ir.Table,
     enrolled in. A student who left keeps a row at every later point of the year.
     ``points`` is a small engine table: ``as_of_date, year_start, is_checkpoint``.
     """
-    running = _running_totals(periods, unit)
+    # Only the school years that have points: last year's year end needs no
+    # running totals for this year.
+    years = points.select(p_year=points.year_start.cast("int64")).distinct()
+    periods = periods.semi_join(years, periods.year_start == years.p_year)
+    # A view: joined straight onto the semi-join, Ibis would flatten the two joins
+    # and reject the range predicates below.
+    running = _running_totals(periods, unit).view()
     table = points.select(p_date=points.as_of_date.cast("timestamp"),
                           p_year=points.year_start.cast("int64"),
                           p_checkpoint=points.is_checkpoint)
