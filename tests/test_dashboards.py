@@ -346,8 +346,10 @@ def test_export_command_moves_the_folder_in_only_after_the_audit(tiny, tmp_path,
     assert not out.with_name("site.partial").exists()
 
     failed = SimpleNamespace(ok=False, message=lambda: "audit failed (test).")
-    monkeypatch.setattr(dashboard_export, "audit_public_outputs", lambda *a, **k: failed)
+    monkeypatch.setattr(dashboard_export, "audit_public_outputs",
+                        lambda *a, **k: failed)
     other = tmp_path / "other"
-    assert dashboard_export.main(["--source", "student-files", "--out", str(other)]) == 1
+    assert dashboard_export.main(["--source", "student-files",
+                                  "--out", str(other)]) == 1
     assert not other.exists() and not other.with_name("other.partial").exists()
     assert dashboard_export.main(["--source", "student-files", "--run", "nope"]) == 2

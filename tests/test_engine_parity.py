@@ -106,7 +106,8 @@ def assert_same_run(got, expected) -> None:
                        ("modality", MODALITY_KEYS)):
         left = _sorted(getattr(got, name), keys)
         right = _sorted(getattr(expected, name)[list(getattr(got, name).columns)], keys)
-        assert len(left) == len(right), f"{name}: {len(left)} rows, expected {len(right)}"
+        assert len(left) == len(right), (
+            f"{name}: {len(left)} rows, expected {len(right)}")
         pd.testing.assert_frame_equal(left, right, check_exact=False, rtol=1e-9,
                                       atol=1e-9, obj=name)
     assert got.ledger.to_dict() == expected.ledger.to_dict()

@@ -77,7 +77,8 @@ def test_public_report_shows_no_student_identifier(small_sample_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def default_sample_run():
-    """The run the notebooks' default parameters point at (made as `make reports` would)."""
+    """The run the notebooks' default parameters point at (made as `make reports`
+    would)."""
     target = paths.PROCESSED_DIR / "sample" / SAMPLE_AS_OF
     if not (target / "run.json").exists():
         if not (paths.SAMPLE_DIR / "sample_meta.json").exists():
@@ -98,7 +99,8 @@ def test_notebooks_run_with_their_default_parameters(default_sample_run):
         cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTEST_ADDOPTS": ""},
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    assert completed.returncode == 0, (completed.stdout[-3000:]
+                                       + completed.stderr[-2000:])
     assert " passed" in completed.stdout
 
 

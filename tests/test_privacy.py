@@ -12,7 +12,8 @@ from analysis.schema import conform_aggregate
 def _cells(sizes: dict[str, int], chronic: dict[str, int], group_type="race_ethnicity"):
     """One school's total plus one row per group value."""
     rows = [{"group_type": "all", "group_value": "All students",
-             "students": sum(sizes.values()), "chronically_absent": sum(chronic.values())}]
+             "students": sum(sizes.values()),
+             "chronically_absent": sum(chronic.values())}]
     rows += [{"group_type": group_type, "group_value": k, "students": n,
               "chronically_absent": chronic[k]} for k, n in sizes.items()]
     frame = pd.DataFrame(rows)
@@ -71,8 +72,8 @@ class TestPublish:
 
     @pytest.mark.parametrize("rate, size, shown", [
         (0.004, 350, "≤1%"), (0.995, 350, "≥99%"), (0.015, 150, "≤2%"),
-        (0.04, 60, "≤5%"), (0.97, 60, "≥95%"), (0.25, 60, "25.0%"), (0.08, 25, "≤10%"),
-        (0.15, 15, "≤20%"), (0.5, 15, "50.0%"),
+        (0.04, 60, "≤5%"), (0.97, 60, "≥95%"), (0.25, 60, "25.0%"),
+        (0.08, 25, "≤10%"), (0.15, 15, "≤20%"), (0.5, 15, "50.0%"),
     ])
     def test_top_bottom_coding(self, rate, size, shown):
         assert code_rate(rate, size) == shown

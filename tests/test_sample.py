@@ -338,7 +338,8 @@ def test_interventions_have_both_kinds(clean):
 def _per_student_year(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Unexcused whole days and punitive actions per student and school year."""
     att, log = tables["attendance"], tables["interventions"]
-    year = lambda frame: np.where(frame["date"] > PRIOR_END, "cur", "prior")  # noqa: E731
+    year = lambda frame: np.where(  # noqa: E731
+        frame["date"] > PRIOR_END, "cur", "prior")
     unexc = _whole_day_absences(att, PRIOR_START, AS_OF)
     unexc = unexc[unexc["category"] == "unexcused"]
     u = unexc.groupby([year(unexc), unexc["student_id"]]).size().rename("unexcused")

@@ -134,7 +134,8 @@ def attendance() -> pd.DataFrame:
 
 def schools() -> pd.DataFrame:
     return pd.DataFrame({
-        "school_id": ["A", "B"], "school_name": ["Alder Elementary", "Birch Elementary"],
+        "school_id": ["A", "B"],
+        "school_name": ["Alder Elementary", "Birch Elementary"],
         "school_level": ["elementary", "elementary"], "district_id": ["D1", "D1"],
         "district_name": ["Tiny District", "Tiny District"],
     })

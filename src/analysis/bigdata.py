@@ -266,8 +266,9 @@ def _make_spans(con: duckdb.DuckDBPyConnection, n_pos: dict, current: int) -> No
                     WHEN u_move < 0.04 * frac THEN 'leave'
                     WHEN u_move < (0.04 + 0.06 * (1 + homeless::INTEGER)) * frac
                         THEN 'move'
-                    WHEN NOT open_year AND u_move < 0.10 + 0.06 * (1 + homeless::INTEGER)
-                                                   + 0.006 THEN 'gap'
+                    WHEN NOT open_year
+                         AND u_move < 0.10 + 0.06 * (1 + homeless::INTEGER) + 0.006
+                        THEN 'gap'
                     ELSE 'stay' END AS path,
                start + 10 + (u_cut * greatest(last_pos - start - 30, 1))::INTEGER
                    AS cut

@@ -26,7 +26,8 @@ def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-30") from exc
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date like 2026-11-30") from exc
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +37,8 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
                         help="folder holding the source's files")
     parser.add_argument("--as-of", type=_date, help="year to date up to this date")
     parser.add_argument("--profile", help="definition profile in params/profiles/")
-    parser.add_argument("--district", help="keep one district (code or part of its name)")
+    parser.add_argument("--district",
+                        help="keep one district (code or part of its name)")
     parser.add_argument("--strict", action="store_true", default=None,
                         help="stop at the first row that breaks the data contract")
     parser.add_argument("--settings", type=Path, default=None,
@@ -86,8 +88,8 @@ def build_jobs(run, audience: str, only: list[str] | None = None,
         units = [u for u in units if u["id"] in wanted]
         missing = wanted - {u["id"] for u in units}
         if missing:
-            raise ValueError(f"No unit(s) {sorted(missing)} in this run; known ids start "
-                             f"with {[u['id'] for u in run.units()[:10]]}")
+            raise ValueError(f"No unit(s) {sorted(missing)} in this run; known ids "
+                             f"start with {[u['id'] for u in run.units()[:10]]}")
     if limit:
         units = units[:limit]
 
@@ -162,9 +164,10 @@ def command_reports(args: argparse.Namespace) -> int:
             return 1
     if not result.ok:
         logger.error("%d report(s) failed: %s. Read the executed notebooks in %s, fix, "
-                     "then rerun only those with `make reports RERUN_FAILED=1 AS_OF=%s`.",
-                     len(result.failed), ", ".join(result.failed), out_dir / "notebooks",
-                     run.as_of)
+                     "then rerun only those with "
+                     "`make reports RERUN_FAILED=1 AS_OF=%s`.",
+                     len(result.failed), ", ".join(result.failed),
+                     out_dir / "notebooks", run.as_of)
         return 1
     return 0
 
@@ -172,7 +175,8 @@ def command_reports(args: argparse.Namespace) -> int:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m analysis",
-        description="Chronic-absence workspace: sample data, processed runs and reports.")
+        description="Chronic-absence workspace: sample data, processed runs and "
+                    "reports.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -191,7 +195,8 @@ def make_parser() -> argparse.ArgumentParser:
     _add_source_options(reports)
     reports.add_argument("--audience", choices=("staff", "public"))
     reports.add_argument("--workers", type=int)
-    reports.add_argument("--schools", nargs="+", help="only these school (or district) ids")
+    reports.add_argument("--schools", nargs="+",
+                         help="only these school (or district) ids")
     reports.add_argument("--limit", type=int, help="only the first N schools")
     reports.add_argument("--rerun-failed", action="store_true",
                          help="rerun only the reports that failed last time")

@@ -43,7 +43,8 @@ ATTENDANCE_CATEGORIES: tuple[str, ...] = (
 )
 
 #: How the student took part that day (Attendance Works' distance-learning guidance).
-MODALITIES: tuple[str, ...] = ("in_person", "remote_live", "remote_async", "independent_study")
+MODALITIES: tuple[str, ...] = ("in_person", "remote_live", "remote_async",
+                               "independent_study")
 
 INTERVENTION_KINDS: tuple[str, ...] = ("supportive", "punitive")
 
@@ -75,7 +76,8 @@ def _id_column(**extra) -> pa.Column:
 
 
 def _date_column(nullable: bool = False, required: bool = True) -> pa.Column:
-    return pa.Column("datetime64[ns]", nullable=nullable, coerce=True, required=required)
+    return pa.Column("datetime64[ns]", nullable=nullable, coerce=True,
+                     required=required)
 
 
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
@@ -83,9 +85,12 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         {
             "school_id": _id_column(unique=True),
             "school_name": pa.Column("string", nullable=False, coerce=True),
-            "school_level": pa.Column("string", nullable=True, coerce=True, required=False),
-            "district_id": pa.Column("string", nullable=True, coerce=True, required=False),
-            "district_name": pa.Column("string", nullable=True, coerce=True, required=False),
+            "school_level": pa.Column("string", nullable=True, coerce=True,
+                                      required=False),
+            "district_id": pa.Column("string", nullable=True, coerce=True,
+                                     required=False),
+            "district_name": pa.Column("string", nullable=True, coerce=True,
+                                       required=False),
         },
         name="schools",
     ),
@@ -109,13 +114,15 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         {
             "student_id": _id_column(),
             "school_id": _id_column(),
-            "grade": pa.Column("string", pa.Check.isin(GRADES), nullable=False, coerce=True),
+            "grade": pa.Column("string", pa.Check.isin(GRADES), nullable=False,
+                               coerce=True),
             "entry_date": _date_column(),
             "exit_date": _date_column(nullable=True, required=False),
         },
         checks=[
             pa.Check(
-                lambda df: df["exit_date"].isna() | (df["exit_date"] >= df["entry_date"]),
+                lambda df: (df["exit_date"].isna()
+                            | (df["exit_date"] >= df["entry_date"])),
                 element_wise=False,
                 error="exit_date is before entry_date",
                 name="exit_on_or_after_entry",
@@ -145,8 +152,8 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
                                   nullable=False, coerce=True),
             "minutes_missed": pa.Column("Float64", pa.Check.ge(0), nullable=True,
                                         coerce=True, required=False),
-            "fraction_missed": pa.Column("Float64", pa.Check.in_range(0, 1), nullable=True,
-                                         coerce=True, required=False),
+            "fraction_missed": pa.Column("Float64", pa.Check.in_range(0, 1),
+                                         nullable=True, coerce=True, required=False),
             "modality": pa.Column("string", pa.Check.isin(MODALITIES), nullable=True,
                                   coerce=True, required=False),
         },
@@ -158,8 +165,8 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "school_id": _id_column(),
             "date": _date_column(),
             "intervention_type": pa.Column("string", nullable=False, coerce=True),
-            "kind": pa.Column("string", pa.Check.isin(INTERVENTION_KINDS), nullable=False,
-                              coerce=True),
+            "kind": pa.Column("string", pa.Check.isin(INTERVENTION_KINDS),
+                              nullable=False, coerce=True),
         },
         name="interventions",
     ),

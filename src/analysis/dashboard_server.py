@@ -1,4 +1,4 @@
-"""Serve the dashboards with Voila, hardened (``make dashboards``, ``make staff-dashboard``).
+"""Serve dashboards via Voila, hardened (``make dashboards``, ``make staff-dashboard``).
 
 ``python -m analysis.dashboard_server public`` serves ``notebooks/dashboards/public``
 and ``… staff`` serves ``notebooks/dashboards/staff``. :func:`voila_command` is the
@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     command = voila_command(args.audience, port, token=token, ip=args.ip,
                             pool_size=args.pool_size)
     if args.ip != "127.0.0.1":
-        logger.warning("listening on %s, not loopback: put a TLS proxy in front", args.ip)
+        logger.warning("listening on %s, not loopback: put a TLS proxy in front",
+                       args.ip)
     url = f"http://{args.ip}:{port}/"
     hint = ("?token=<the token in " + str(TOKEN_FILE) + " or $" + TOKEN_ENV + ">"
             if token else "")

@@ -161,7 +161,8 @@ def colour_badge(name) -> str:
         return ""
     swatch = SWATCHES.get(str(name), "#999999")
     return (f'<span class="ca-colour" style="white-space:nowrap"><span '
-            f'aria-hidden="true" style="display:inline-block;width:0.9em;height:0.9em;border:1px solid #333;background:{swatch};'
+            f'aria-hidden="true" style="display:inline-block;width:0.9em;height:0.9em;'
+            f'border:1px solid #333;background:{swatch};'
             f'margin-right:0.3em;vertical-align:middle"></span>{html.escape(str(name))}'
             f"</span>")
 
@@ -320,8 +321,10 @@ class PublicView:
     def units_table(self) -> pd.DataFrame:
         """Every unit's rate now, with its interval and colour."""
         table = self.table
-        rows = table[(table["level"] == self.unit_level) & (table["grade"] == ALL_GRADES)
-                     & (table["group_type"] == "all") & (table["as_of_date"] == self.as_of)]
+        rows = table[(table["level"] == self.unit_level)
+                     & (table["grade"] == ALL_GRADES)
+                     & (table["group_type"] == "all")
+                     & (table["as_of_date"] == self.as_of)]
         key = "school_id" if self.unit_level == "school" else "district_id"
         name = "school_name" if self.unit_level == "school" else "district_name"
         out = rows[[key, name, "rate_display", "chronic_absence_rate", "ci_low",
@@ -351,13 +354,15 @@ class PublicView:
         audit = info.get("audit", {})
         return (
             f"<h3>Definition, population and source</h3>"
-            f"<p><strong>Definition.</strong> {html.escape(info['definition_text'])}</p>"
+            f"<p><strong>Definition.</strong> "
+            f"{html.escape(info['definition_text'])}</p>"
             f"<p><strong>As of.</strong> {self.as_of:%-d %B %Y} (figures are year to "
             f"date) - school year {html.escape(self.school_year())}.</p>"
             f"<p><strong>Source.</strong> {html.escape(info['source'])} "
             f"({html.escape(info.get('data_name', ''))}); public release of "
             f"{html.escape(str(info.get('released_utc', '')))}.</p>"
-            f"<p><strong>Privacy.</strong> Groups of {privacy.get('min_group_size', 10)} "
+            f"<p><strong>Privacy.</strong> Groups of "
+            f"{privacy.get('min_group_size', 10)} "
             f"or fewer students are hidden; so is any figure that would reveal one. "
             f"Before release, an audit tried to work every hidden figure back out "
             f"from everything shown, and could not "
@@ -386,7 +391,8 @@ class PublicView:
             return f"<p>No figure is published for {html.escape(unit['name'])}.</p>"
         if pd.isna(row["chronic_absence_rate"]):
             text = (f"As of {when}, the chronic-absence rate at "
-                    f"{html.escape(unit['name'])} is {html.escape(row['rate_display'])}.")
+                    f"{html.escape(unit['name'])} is "
+                    f"{html.escape(row['rate_display'])}.")
             if row["suppressed"]:
                 text += " It is hidden to protect the privacy of a small group."
             return f'<p class="dash-headline">{text}</p>'
@@ -481,7 +487,8 @@ class PublicView:
                            for _, r in shown.iterrows())
                + ("." if len(shown) else "")
                + (" Not shown as a number: " + "; ".join(
-                   f"{r['label']} ({r['rate_display']})" for _, r in withheld.iterrows())
+                   f"{r['label']} ({r['rate_display']})"
+                   for _, r in withheld.iterrows())
                   + "." if len(withheld) else ""))
         table = _table_html(rows, {"label": what.capitalize(),
                                    "rate_display": "Chronically absent",
@@ -586,8 +593,9 @@ class PublicDashboard:
         self.view: PublicView | None = None
         self.widget = w.VBox(
             [self.title, w.HBox([self.source_picker, self.unit_picker]),
-             self.message, self.status] + [self.sections[n] for n in ("headline", "units", "trend",
-                                                          "bands", "grades")]
+             self.message, self.status]
+            + [self.sections[n]
+               for n in ("headline", "units", "trend", "bands", "grades")]
             + [self.group_picker, self.sections["groups"], self.sections["colours"],
                self.sections["explanation"], self.sections["definition"]])
         if not sources:
@@ -739,7 +747,8 @@ class StaffView:
         frame["date"] = pd.to_datetime(frame["date"], errors="coerce")
         since = self.data.as_of - pd.Timedelta(days=days)
         absent = frame["category"].isin(("excused", "unexcused", "suspension"))
-        frame = frame[absent & (frame["date"] > since) & (frame["date"] <= self.data.as_of)]
+        frame = frame[absent & (frame["date"] > since)
+                      & (frame["date"] <= self.data.as_of)]
         return frame.sort_values(["date", "student_id"], ascending=[False, True])[
             ["date", "student_id", "category"]].reset_index(drop=True)
 
@@ -772,8 +781,9 @@ class StaffView:
             "headline": (f"<p><strong>{html.escape(unit['name'])}</strong>: "
                          f"{_markdown(h['sentence'])} {len(tiers)} students meet a "
                          f"Tier 2 or 3 trigger; {no_support} of them have no "
-                         f"supportive step recorded in the last 30 days. <em>Confidential: for the "
-                         f"school attendance team only.</em></p>"),
+                         f"supportive step recorded in the last 30 days. "
+                         f"<em>Confidential: for the school attendance team "
+                         f"only.</em></p>"),
             "tiers": _table_html(
                 tiers.head(300).assign(
                     absence_rate=tiers["absence_rate"].map("{:.1%}".format),
@@ -791,12 +801,13 @@ class StaffView:
                               "it.</p>")
         else:
             out["changes"] = _table_html(
-                changes.assign(absence_rate=changes["absence_rate"].map("{:.1%}".format),
-                               absence_rate_before=changes["absence_rate_before"].map(
-                                   "{:.1%}".format)),
-                {"student_id": "Student", "grade": "Grade", "band_before": "Band before",
-                 "band": "Band now", "absence_rate_before": "Missed before",
-                 "absence_rate": "Missed now"},
+                changes.assign(
+                    absence_rate=changes["absence_rate"].map("{:.1%}".format),
+                    absence_rate_before=changes["absence_rate_before"].map(
+                        "{:.1%}".format)),
+                {"student_id": "Student", "grade": "Grade",
+                 "band_before": "Band before", "band": "Band now",
+                 "absence_rate_before": "Missed before", "absence_rate": "Missed now"},
                 caption=f"Crossed into a worse band since the last month end "
                         f"({len(changes)})")
         out["recent"] = _table_html(

@@ -63,7 +63,8 @@ class Definition(BaseModel):
         unknown = sorted(set(value) - set(ATTENDANCE_CATEGORIES))
         if unknown:
             raise ValueError(
-                f"absent_categories has {unknown}; allowed: {list(ATTENDANCE_CATEGORIES)}"
+                f"absent_categories has {unknown}; "
+                f"allowed: {list(ATTENDANCE_CATEGORIES)}"
             )
         return value
 
@@ -83,7 +84,8 @@ class Definition(BaseModel):
         if not cuts[0] < cuts[1] < cuts[2]:
             raise ValueError(f"band_cutoffs must increase, got {list(cuts)}")
         if self.chronic_rule == "days" and self.chronic_days is None:
-            raise ValueError("chronic_rule 'days' needs chronic_days (e.g. 15 for CRDC)")
+            raise ValueError("chronic_rule 'days' needs chronic_days "
+                             "(e.g. 15 for CRDC)")
         return self
 
     def summary(self) -> str:
@@ -96,7 +98,8 @@ def available_profiles(folder: Path = PROFILES_DIR) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def load_definition(name: str = DEFAULT_PROFILE, folder: Path = PROFILES_DIR) -> Definition:
+def load_definition(name: str = DEFAULT_PROFILE,
+                    folder: Path = PROFILES_DIR) -> Definition:
     """Load the definition profile ``name`` from ``params/profiles/<name>.yaml``.
 
     Raises

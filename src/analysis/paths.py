@@ -3,8 +3,8 @@
 import os
 from pathlib import Path
 
-#: The project root: the folder holding ``pyproject.toml``. ``ANALYSIS_ROOT`` overrides it,
-#: for an installed package run from elsewhere.
+#: The project root: the folder holding ``pyproject.toml``. ``ANALYSIS_ROOT`` overrides
+#: it, for an installed package run from elsewhere.
 PROJECT_ROOT = Path(
     os.environ.get("ANALYSIS_ROOT", Path(__file__).resolve().parents[2])
 ).resolve()
@@ -23,5 +23,6 @@ SAMPLE_DIR = RAW_DIR / "sample"
 
 #: The shared folder beside the project, holding the real public data.
 SHARED_DATA_DIR = Path(
-    os.environ.get("ANALYSIS_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data" / "real")
+    os.environ.get("ANALYSIS_SHARED_DATA",
+                   PROJECT_ROOT.parent / "shared" / "data" / "real")
 )

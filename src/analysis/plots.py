@@ -24,8 +24,8 @@ MONTHS = ["Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Jan", "Feb", "Mar", "Apr", 
 
 
 def _caption(fig: Figure, caption: str) -> None:
-    fig.text(0.01, 0.005, caption, fontsize=7.5, color="#444444", ha="left", va="bottom",
-             wrap=True)
+    fig.text(0.01, 0.005, caption, fontsize=7.5, color="#444444", ha="left",
+             va="bottom", wrap=True)
 
 
 def _style() -> None:
@@ -71,7 +71,8 @@ def bands_chart(bands: pd.DataFrame, title: str, caption: str) -> Figure:
     left = 0.0
     for _, row in bands.iterrows():
         share = 0 if pd.isna(row["share"]) else row["share"]
-        ax.barh(0, share, left=left, color=BAND_COLOURS[row["band"]], label=row["label"])
+        ax.barh(0, share, left=left, color=BAND_COLOURS[row["band"]],
+                label=row["label"])
         if share >= 0.06:
             ax.text(left + share / 2, 0, f"{share:.0%}", ha="center", va="center",
                     fontsize=9)
@@ -129,8 +130,10 @@ def rate_chart(rows: pd.DataFrame, label: str, title: str, caption: str,
     return fig
 
 
-def change_chart(overview: pd.DataFrame, column: str, title: str, caption: str) -> Figure:
-    """Change in percentage points per unit, sorted, rises in orange and falls in blue."""
+def change_chart(overview: pd.DataFrame, column: str, title: str,
+                 caption: str) -> Figure:
+    """Change in percentage points per unit, sorted, rises in orange and falls in
+    blue."""
     _style()
     rows = overview.dropna(subset=[column]).sort_values(column)
     fig, ax = plt.subplots(figsize=(7.5, max(2.5, 0.28 * len(rows) + 1.2)))

@@ -56,8 +56,8 @@ COUNT_COLUMNS = ("students_enrolled", "students", "chronically_absent", "satisfa
 RATE_COLUMNS = ("chronic_absence_rate", "ci_low", "ci_upp", "attendance_rate")
 
 #: Columns that identify one cell of a release.
-CELL_KEYS = ("source", "definition", "school_year", "as_of_date", "level", "district_id",
-             "school_id", "grade", "group_type", "group_value")
+CELL_KEYS = ("source", "definition", "school_year", "as_of_date", "level",
+             "district_id", "school_id", "grade", "group_type", "group_value")
 
 #: What a reader sees in place of a hidden figure, and why (one reason for all hidden
 #: cells, so a reader cannot tell the small groups from the ones hidden beside them).
@@ -270,7 +270,8 @@ def _hide_beside(result: AuditResult, hidden: np.ndarray, reason: np.ndarray,
 
 def _public_table(marked: pd.DataFrame, hidden: np.ndarray,
                   show_counts: bool = False) -> pd.DataFrame:
-    """The release of ``marked`` with ``hidden`` cells withheld (see :func:`publish`)."""
+    """The release of ``marked`` with ``hidden`` cells withheld (see
+    :func:`publish`)."""
     release = marked[[c for c in CELL_KEYS if c in marked.columns]
                      + [c for c in ("school_name", "district_name")
                         if c in marked.columns]].copy()

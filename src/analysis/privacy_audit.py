@@ -319,7 +319,8 @@ def _build_problem(truth: list[np.ndarray], known: list[Knowledge],
         rows = np.arange(n_rows)
         which = np.repeat(rows, 3)
         member = np.tile([0, 1, 2], n_rows)
-        add(which, index[member, which], np.tile(np.array([1, -1, -1], np.int8), n_rows),
+        add(which, index[member, which],
+            np.tile(np.array([1, -1, -1], np.int8), n_rows),
             np.array([truth[m][r] for m, r in zip(member, which, strict=True)]), n_rows)
 
     eq = coo_matrix((np.concatenate(eq_vals) if eq_vals else [],
@@ -395,10 +396,14 @@ def feasible_ranges(truth: dict[str, np.ndarray], known: dict[str, Knowledge],
         width = np.full(len(values), np.inf)
         reach = np.full(len(values), -np.inf)
     else:
-        width = np.array([need[measures[m]].width[r] for m, r in
-                          zip(problem.var_measure, problem.var_row, strict=True)], float)
-        reach = np.array([need[measures[m]].reach[r] for m, r in
-                          zip(problem.var_measure, problem.var_row, strict=True)], float)
+        width = np.array(
+            [need[measures[m]].width[r]
+             for m, r in zip(problem.var_measure, problem.var_row, strict=True)],
+            float)
+        reach = np.array(
+            [need[measures[m]].reach[r]
+             for m, r in zip(problem.var_measure, problem.var_row, strict=True)],
+            float)
 
     rng = np.random.default_rng(seed)
     results = []
@@ -444,7 +449,8 @@ class _Component:
         self.cap = 10.0 * (np.nansum(np.abs(values)) + 1000.0)
         self.bounds = np.column_stack([low, np.where(np.isinf(high), self.cap, high)])
         self.n = len(members)
-        self.highs = self._bundled() if self.use_bundled and self.eq is not None else None
+        self.highs = (self._bundled() if self.use_bundled and self.eq is not None
+                      else None)
 
     def _bundled(self):
         core = _bundled_highs()
@@ -756,7 +762,8 @@ def audit_release(tables: list[pd.DataFrame], aggregate: pd.DataFrame,
     small = min_range if min_group_size is None else min_group_size
 
     def values(column: str) -> np.ndarray:
-        return aggregate[column].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        return (aggregate[column].astype("Float64")
+                .to_numpy(dtype=float, na_value=np.nan))
 
     truth = {m: values(m) for m in CORE_MEASURES}
     truth["not_chronic"] = truth["students"] - truth["chronically_absent"]

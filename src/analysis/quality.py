@@ -55,7 +55,8 @@ class QualityLedger:
 
     def add_file(self, table: str, file: str, rows_read: int) -> None:
         """Record that ``rows_read`` data rows of ``table`` were read from ``file``."""
-        self.entries[table] = FileEntry(file=str(file), table=table, rows_read=int(rows_read))
+        self.entries[table] = FileEntry(file=str(file), table=table,
+                                        rows_read=int(rows_read))
         logger.info("read %s: %d rows from %s", table, rows_read, file)
 
     def set_aside(self, table: str, reason: str, count: int,
@@ -76,7 +77,8 @@ class QualityLedger:
             )
         for example in (examples or [])[: MAX_EXAMPLES]:
             entry.examples.append({"reason": reason, **example})
-        logger.warning("%s (%s): %d rows set aside: %s", table, entry.file, count, reason)
+        logger.warning("%s (%s): %d rows set aside: %s", table, entry.file, count,
+                       reason)
 
     def note(self, text: str) -> None:
         """Record a data-quality observation that sets no row aside."""
@@ -100,7 +102,8 @@ class QualityLedger:
                     "table": entry.table, "file": entry.file, "rows_read": pd.NA,
                     "rows_used": pd.NA, "rows_set_aside": count, "reason": reason,
                 })
-        columns = ["table", "file", "rows_read", "rows_used", "rows_set_aside", "reason"]
+        columns = ["table", "file", "rows_read", "rows_used", "rows_set_aside",
+                   "reason"]
         return pd.DataFrame(rows, columns=columns)
 
     def examples(self) -> pd.DataFrame:
@@ -115,7 +118,8 @@ class QualityLedger:
                    for e in self.entries.values())
 
     def to_dict(self) -> dict:
-        """Return the ledger as plain data, for ``manifest.json`` and the processed folder."""
+        """Return the ledger as plain data, for ``manifest.json`` and the processed
+        folder."""
         return {
             "files": [
                 {"table": e.table, "file": e.file, "rows_read": e.rows_read,

@@ -39,7 +39,8 @@ GROUP_TYPE_LABELS: dict[str, str] = {
 FLAG_GROUP_VALUES: dict[str, tuple[str, str]] = {
     "english_learner": ("English learner", "Not English learner"),
     "disability": ("Student with disability", "Student without disability"),
-    "economically_disadvantaged": ("Economically disadvantaged", "Not economically disadvantaged"),
+    "economically_disadvantaged": ("Economically disadvantaged",
+                                   "Not economically disadvantaged"),
     "homeless": ("Homeless", "Not homeless"),
     "foster": ("Foster youth", "Not foster youth"),
 }
@@ -67,7 +68,8 @@ GRADES: tuple[str, ...] = ("PK", "K", "1", "2", "3", "4", "5", "6", "7", "8",
 LEVELS: tuple[str, ...] = ("school", "district", "state")
 
 #: Attendance bands (Attendance Works), lowest absence first.
-BANDS: tuple[str, ...] = ("satisfactory", "at_risk", "moderate_chronic", "severe_chronic")
+BANDS: tuple[str, ...] = ("satisfactory", "at_risk", "moderate_chronic",
+                          "severe_chronic")
 
 BAND_LABELS: dict[str, str] = {
     "satisfactory": "Satisfactory (under 5%)",
@@ -86,10 +88,13 @@ MODALITY_LABELS: dict[str, str] = {
 
 #: Columns of the aggregate table, with their pandas dtypes.
 AGGREGATE_COLUMNS: dict[str, str] = {
-    "source": "string",            # e.g. "sample", "nyc-doe", "ct-edsight", a district's name
-    "definition": "string",        # definition profile in force, e.g. "attendance-works"
+    "source": "string",            # e.g. "sample", "nyc-doe", "ct-edsight", a
+                                   # district's name
+    "definition": "string",        # definition profile in force, e.g.
+                                   # "attendance-works"
     "school_year": "string",       # "2025-26"
-    "as_of_date": "datetime64[ns]",  # year-to-date figures up to and including this date
+    "as_of_date": "datetime64[ns]",  # year-to-date figures up to and including
+                                     # this date
     "level": "string",             # "school", "district" or "state"
     "district_id": "string",
     "district_name": "string",
@@ -120,7 +125,8 @@ AGGREGATE_COLUMNS: dict[str, str] = {
 
 
 def conform_aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return ``frame`` with every aggregate column, in order and with the declared dtypes.
+    """Return ``frame`` with every aggregate column, in order and with the declared
+    dtypes.
 
     Columns the frame lacks are added as missing. Extra columns raise, so a typo in an
     adapter cannot slip a column past the readers.

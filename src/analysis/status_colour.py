@@ -16,8 +16,9 @@ Very High   Red         Red       Red         Orange    Yellow
 ==========  ==========  ========  ==========  ========  ==========
 
 Rates and the change are rounded to 0.1 after the calculation, as the CDE record
-layouts say (halves away from zero, as SAS and Excel round); levels are then read on the rounded values in tenths of a
-percentage point, which is why the bounds below are whole numbers:
+layouts say (halves away from zero, as SAS and Excel round); levels are then read on
+the rounded values in tenths of a percentage point, which is why the bounds below are
+whole numbers:
 
 * status: Very Low <= 2.5%, Low 2.6-5.0%, Medium 5.1-10.0%, High 10.1-20.0%,
   Very High >= 20.1%;
@@ -121,8 +122,8 @@ def _share(count, students, rate) -> Fraction | None:
 
 
 def dashboard_colour(current_count, current_students, prior_count, prior_students,
-                     current_rate=None, prior_rate=None, min_students: int = MIN_STUDENTS
-                     ) -> dict:
+                     current_rate=None, prior_rate=None,
+                     min_students: int = MIN_STUDENTS) -> dict:
     """Status, change and colour of one group, CDE style.
 
     Parameters

@@ -72,10 +72,11 @@ def _read_raw(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except Exception as exc:  # the reader's own message is the useful part
+        kind = ("Parquet" if path.suffix == ".parquet"
+                else "CSV (comma-separated, UTF-8)")
         raise DataContractError(
             f"Could not read {path}: {exc}. Check that it is a valid "
-            f"{'Parquet' if path.suffix == '.parquet' else 'CSV (comma-separated, UTF-8)'} "
-            f"file."
+            f"{kind} file."
         ) from exc
 
 
@@ -94,7 +95,8 @@ def _parse_booleans(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFra
 
 def _parse_values(table: str, frame: pd.DataFrame, path: Path, ledger: QualityLedger,
                   strict: bool) -> pd.DataFrame:
-    """Convert date and number columns before pandera, setting aside what will not parse.
+    """Convert date and number columns before pandera, setting aside what will not
+    parse.
 
     pandera checks every row one by one once a single value cannot be converted
     (a 20,000-row file with one bad date took over a minute), so conversion happens
@@ -189,12 +191,13 @@ def validate_table(table: str, frame: pd.DataFrame, path: Path, ledger: QualityL
     if missing:
         raise DataContractError(
             f"{path}: missing column(s) {missing}. The {table} table needs "
-            f"{required_columns(table)}; found {list(frame.columns)}. See 'Bring your own "
-            f"data' in README.md."
+            f"{required_columns(table)}; found {list(frame.columns)}. "
+            f"See 'Bring your own data' in README.md."
         )
     extra = [col for col in frame.columns if col not in all_columns(table)]
     if extra:
-        ledger.note(f"{path.name}: columns {extra} are not in the contract and were ignored")
+        ledger.note(f"{path.name}: columns {extra} are not in the contract and "
+                    f"were ignored")
         frame = frame.drop(columns=extra)
 
     frame = _parse_booleans(frame.copy(), _BOOLEAN_COLUMNS.get(table, ()))
@@ -213,9 +216,10 @@ def validate_table(table: str, frame: pd.DataFrame, path: Path, ledger: QualityL
             first = cases.iloc[0]
             raise DataContractError(
                 f"{path} line {int(first['index'])}, column {first['column']!r}: value "
-                f"{first['failure_case']!r}; expected {_describe_check(str(first['check']))}. "
-                f"({len(cases)} rows break the contract; run without --strict to set them "
-                f"aside and see them all in the data-quality box.)"
+                f"{first['failure_case']!r}; expected "
+                f"{_describe_check(str(first['check']))}. "
+                f"({len(cases)} rows break the contract; run without --strict to set "
+                f"them aside and see them all in the data-quality box.)"
             )
         for (column, check), group in cases.groupby(["column", "check"], sort=True):
             reason = f"column {column}: expected {_describe_check(str(check))}"
@@ -226,18 +230,20 @@ def validate_table(table: str, frame: pd.DataFrame, path: Path, ledger: QualityL
             ledger.set_aside(table, reason, len(group), examples)
         frame = frame.drop(index=cases["index"].astype(int).to_numpy())
     else:
-        raise DataContractError(f"{path}: validation did not settle; please report this.")
+        raise DataContractError(
+            f"{path}: validation did not settle; please report this.")
 
     if validated.empty and len(frame.index) == 0 and ledger.entries[table].rows_read:
         raise DataContractError(
-            f"{path}: every row breaks the data contract; see the reasons above. Is this "
-            f"the right file for the {table} table?"
+            f"{path}: every row breaks the data contract; see the reasons above. "
+            f"Is this the right file for the {table} table?"
         )
     return validated.reset_index(drop=True)
 
 
 def _check_references(data: dict[str, pd.DataFrame], ledger: QualityLedger) -> None:
-    """Set aside enrollments that point at unknown students or schools without a calendar."""
+    """Set aside enrollments that point at unknown students or schools without a
+    calendar."""
     enrollments = data["enrollments"]
     known_student = enrollments["student_id"].isin(data["students"]["student_id"])
     has_calendar = enrollments["school_id"].isin(data["calendar"]["school_id"])
@@ -246,7 +252,8 @@ def _check_references(data: dict[str, pd.DataFrame], ledger: QualityLedger) -> N
         (known_student & ~has_calendar, "enrollment at a school with no calendar rows"),
     ):
         ledger.set_aside("enrollments", reason, int(mask.sum()))
-    data["enrollments"] = enrollments[known_student & has_calendar].reset_index(drop=True)
+    data["enrollments"] = (enrollments[known_student & has_calendar]
+                           .reset_index(drop=True))
 
 
 def read_student_files(folder: Path, strict: bool = False,
@@ -277,8 +284,8 @@ def read_student_files(folder: Path, strict: bool = False,
     ledger = ledger if ledger is not None else QualityLedger()
     if not folder.is_dir():
         raise DataContractError(
-            f"Data folder {folder} does not exist. Run `make data` for the sample district "
-            f"or pass DATA=<folder with your files>."
+            f"Data folder {folder} does not exist. Run `make data` for the sample "
+            f"district or pass DATA=<folder with your files>."
         )
 
     tables: dict[str, pd.DataFrame] = {}
