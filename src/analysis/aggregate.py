@@ -51,6 +51,10 @@ from analysis.statistics import wilson_interval
 
 DEFAULT_DISTRICT_ID = "district"
 
+#: The levels of the aggregate table computed from student facts, with the column
+#: that holds the unit's id at that level.
+LEVELS = (("school", "school_id"), ("district", "district_id"))
+
 
 @dataclass
 class AggregateRun:
@@ -232,23 +236,25 @@ def _modality_rows(rows: ir.Table, as_of: date, start_month: int,
     )
 
 
-def _finish(counts: pd.DataFrame, level: str, schools: pd.DataFrame, source: str,
+def _finish(counts: pd.DataFrame, schools: pd.DataFrame, source: str,
             definition: Definition) -> pd.DataFrame:
-    """Add names, school-year labels, rates and intervals to engine counts."""
-    frame = counts.copy()
+    """Add names, school-year labels, rates and intervals to engine counts.
+
+    ``counts`` holds both levels (its ``level`` column) and is changed in place:
+    at a state's size a copy of it is a gigabyte.
+    """
+    frame = counts
     frame["source"] = source
     frame["definition"] = definition.name
-    frame["level"] = level
     frame["school_year"] = frame["year_start"].map(school_year_label)
 
     districts = schools.drop_duplicates("district_id").set_index("district_id")
-    if level == "school":
-        named = schools.set_index("school_id")
-        frame["school_id"] = frame["unit_id"]
-        frame["school_name"] = frame["unit_id"].map(named["school_name"])
-        frame["district_id"] = frame["unit_id"].map(named["district_id"])
-    else:
-        frame["district_id"] = frame["unit_id"]
+    named = schools.set_index("school_id")
+    is_school = frame["level"] == "school"
+    frame["school_id"] = frame["unit_id"].where(is_school)
+    frame["school_name"] = frame["school_id"].map(named["school_name"])
+    frame["district_id"] = frame["unit_id"].map(named["district_id"]).where(
+        is_school, frame["unit_id"])
     frame["district_name"] = frame["district_id"].map(districts["district_name"])
 
     students = frame["students"].astype("float64")
@@ -447,8 +453,7 @@ def build_aggregate(data: StudentData | EngineTables, settings: Settings,
     steps.done("district periods")
     modality = pd.concat(
         [_modality_rows(school_rows, as_of, start_month, unit).to_pandas()
-         .assign(level=level)
-         for level, unit in (("school", "school_id"), ("district", "district_id"))],
+         .assign(level=level) for level, unit in LEVELS],
         ignore_index=True,
     )
     steps.done("days by modality")
@@ -460,23 +465,21 @@ def build_aggregate(data: StudentData | EngineTables, settings: Settings,
     students_t = tables["students"]
     if "grade" in students_t.columns:  # the grade of each span is used instead
         students_t = students_t.drop("grade")
-    frames = []
-    for level, unit in (("school", "school_id"), ("district", "district_id")):
-        counts = _count_groups(con, facts[level], students_t, unit).to_pandas()
-        frames.append(_finish(counts, level, schools, source, definition))
-    aggregate = pd.concat(frames, ignore_index=True)
+    # Both levels come back in one table, so pandas holds one copy, not three.
+    counts = ibis.union(*[
+        _count_groups(con, facts[level], students_t, unit)
+        .mutate(level=ibis.literal(level))
+        for level, unit in LEVELS], distinct=False).to_pandas()
+    aggregate = _finish(counts, schools, source, definition)
+    del counts
     steps.done("counts by unit, grade and group")
 
-    # Staff-only student facts at the as-of date.
+    # Staff-only student facts at the as-of date, both levels in one table.
     as_of_ts = pd.Timestamp(as_of)
-    student_rows = []
-    for level, unit in (("school", "school_id"), ("district", "district_id")):
-        table = facts[level]
-        rows = table.filter(table.as_of_date == as_of_ts).to_pandas()
-        rows["level"] = level
-        rows = rows.rename(columns={unit: "unit_id"})
-        student_rows.append(rows)
-    students = pd.concat(student_rows, ignore_index=True)
+    students = ibis.union(*[
+        facts[level].filter(facts[level].as_of_date == as_of_ts)
+        .rename(unit_id=unit).mutate(level=ibis.literal(level))
+        for level, unit in LEVELS], distinct=False).to_pandas()
     release(con, *facts.values())
     steps.done("student rows at the as-of date")
     logger.info("aggregate table: %d rows; %d student-school facts at the as-of date",

@@ -143,7 +143,7 @@ def conform_aggregate(frame: pd.DataFrame) -> pd.DataFrame:
             f"{list(AGGREGATE_COLUMNS)}."
         )
 
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy-on-write: the caller's frame is not changed
     for col, dtype in AGGREGATE_COLUMNS.items():
         if col not in out.columns:
             out[col] = pd.Series(pd.NA, index=out.index, dtype=dtype)
