@@ -16,8 +16,8 @@ Parts (``--parts``, default all):
     The same school reports with 1 and with 2 workers, warm and fresh.
 ``layout``
     Reading one school's slice (headline, trend, tier list) from the synthetic
-    state written as the pipeline writes it today (unsorted, one row group) and
-    sorted by unit in small row groups.
+    state written as the pipeline wrote it until 2026-12-04 (unsorted, one row
+    group) and as it writes it now (sorted by unit in small row groups).
 ``scale``
     Every school report of the synthetic state (``--schools``, default 1,000)
     with 2 warm workers, as ``make reports`` runs them (HTML, manifest, index).
@@ -33,6 +33,7 @@ Run from the project root::
     .venv/bin/python bench/report_batch.py                 # everything, ~30 min
     .venv/bin/python bench/report_batch.py --parts floor,workers --reports 12
     .venv/bin/python bench/report_batch.py --parts scale --schools 200
+    .venv/bin/python bench/report_batch.py --parts scale --scale-reports 100
 
 Results are printed as Markdown and written to ``<work>/results.json``.
 """
@@ -62,12 +63,9 @@ from analysis import paths, report
 from analysis.batch import ReportJob, run_batch
 from analysis.cli import build_jobs
 from analysis.log import configure_logging, logger
-from analysis.pipeline import ProcessedRun, load_processed
+from analysis.pipeline import ProcessedRun, load_processed, write_table
 
 SAMPLE_AS_OF = "2026-11-30"
-
-#: Rows per row group in the sorted layout (about 13 schools of the aggregate).
-SORTED_ROW_GROUP = 5000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", default="/tmp/report-batch-bench",
                         help="folder for the synthetic state and the reports")
     parser.add_argument("--schools", type=int, default=1000)
+    parser.add_argument("--scale-reports", type=int, default=None,
+                        help="run only the first N school reports in the scale part "
+                             "(default: every school of the state)")
+    parser.add_argument("--scale-layout", choices=("pipeline", "sorted"),
+                        default="pipeline",
+                        help="state layout the scale part reads (see "
+                             "make_synthetic_run)")
     parser.add_argument("--reports", type=int, default=10,
                         help="reports per measurement in the floor part")
     parser.add_argument("--worker-reports", type=int, default=30,
@@ -155,9 +160,10 @@ def make_synthetic_run(base: ProcessedRun, n_schools: int, out: Path,
     out : Path
         Folder of the synthetic run (replaced).
     layout : {"pipeline", "sorted"}
-        ``"pipeline"`` writes the Parquet files as ``prepare_run`` does today
-        (``DataFrame.to_parquet``: rows in copy order, one row group up to about a
-        million rows); ``"sorted"`` sorts them by unit and writes small row groups.
+        ``"pipeline"`` writes the Parquet files as ``prepare_run`` did until
+        2026-12-04 (``DataFrame.to_parquet``: rows in copy order, one row group up
+        to about a million rows); ``"sorted"`` as it writes them now
+        (:func:`analysis.pipeline.write_table`: sorted by unit, small row groups).
 
     Returns
     -------
@@ -195,10 +201,7 @@ def make_synthetic_run(base: ProcessedRun, n_schools: int, out: Path,
     for name, parts in frames.items():
         frame = pd.concat(parts, ignore_index=True)
         if layout == "sorted":
-            key = ["unit_id"] if "unit_id" in frame else ["school_id", "district_id"]
-            frame = frame.sort_values(key, na_position="last", kind="stable")
-            frame.to_parquet(out / f"{name}.parquet", index=False,
-                             row_group_size=SORTED_ROW_GROUP)
+            write_table(frame, out / f"{name}.parquet")
         else:
             frame.to_parquet(out / f"{name}.parquet", index=False)
     shutil.copy(base.folder / "quality.json", out / "quality.json")
@@ -322,7 +325,7 @@ def _part_layout(args, work: Path, base: ProcessedRun, state: ProcessedRun) -> d
                                       layout="sorted")
     schools = [u["id"] for u in state.units()[:: max(1, len(state.units()) // 20)]]
     timings = {}
-    for label, run in (("pipeline layout (unsorted, one row group)", state),
+    for label, run in (("old pipeline layout (unsorted, one row group)", state),
                        ("sorted by unit, row groups of 5,000", sorted_state)):
         started = time.perf_counter()
         for school in schools:
@@ -341,13 +344,20 @@ def _part_layout(args, work: Path, base: ProcessedRun, state: ProcessedRun) -> d
 
 def _part_scale(args, work: Path, base: ProcessedRun, state: ProcessedRun) -> dict:
     """Every school report of the synthetic state with 2 warm workers."""
-    jobs = _school_jobs(state, args.schools, args.notebook)
+    if args.scale_layout == "sorted":
+        state = make_synthetic_run(base, args.schools, work / "state-sorted-layout",
+                                   layout="sorted")
+    jobs = _school_jobs(state, args.scale_reports or args.schools, args.notebook)
     outcome = _batch(jobs, work / "scale", 2, "warm")
-    print(f"## {len(jobs)} school reports, 2 warm workers\n")
+    outcome["layout"] = args.scale_layout
+    outcome["state_schools"] = args.schools
+    print(f"## {len(jobs)} school reports of a {args.schools}-school state "
+          f"({args.scale_layout} layout), 2 warm workers\n")
     print(f"wall {outcome['wall_s']:.0f} s ({outcome['wall_s'] / 60:.1f} min), "
           f"{outcome['per_report_s']:.2f} s per report, {outcome['failed']} failed, "
           f"kernels started: {outcome['kernels_started']}; CPU "
-          f"{outcome['cpu_per_report_s']:.2f} s per report (all processes)\n")
+          f"{outcome['cpu_per_report_s']:.2f} s per report (all processes); median "
+          f"execute {outcome['execute_median_s']} s a report\n")
     return outcome
 
 
@@ -396,6 +406,7 @@ def _batch(jobs: list[ReportJob], out: Path, workers: int, engine: str) -> dict:
     steady = [(e["execute_seconds"] or 0) + (e["export_seconds"] or 0)
               for e in entries if (e.get("kernel") or {}).get("notebooks", 1) > 1]
     kernels = {(e.get("kernel") or {}).get("log") for e in entries}
+    executes = [e["execute_seconds"] for e in entries if e.get("execute_seconds")]
     return {
         "reports": len(jobs),
         "workers": workers,
@@ -403,6 +414,8 @@ def _batch(jobs: list[ReportJob], out: Path, workers: int, engine: str) -> dict:
         "wall_s": result.wall_seconds,
         "per_report_s": round(result.wall_seconds / len(jobs), 3),
         "steady_s": round(statistics.median(steady), 3) if steady else None,
+        "execute_median_s": (round(statistics.median(executes), 3) if executes
+                             else None),
         "failed": len(result.failed),
         "kernels_started": len(kernels - {None}) if engine == "warm" else len(jobs),
         "cpu_s": round(cpu, 1),

@@ -577,6 +577,47 @@ def sample_audit(sample_data):
     return frame, audit
 
 
+class TestOneSchoolRead:
+    """The school report's section reads one school's rows, with the same ratios."""
+
+    @pytest.mark.parametrize("audience", ["staff", "public"])
+    def test_same_ratios_as_the_whole_run(self, sample_run, audience):
+        whole = equity.load_equity_data(sample_run, audience, SETTINGS)
+        for school in [u["id"] for u in whole.info["units"]][::4]:
+            unit = equity.resolve_unit(whole, school)
+            one = equity.load_unit_equity_data(sample_run, school, audience, SETTINGS)
+            assert one.only_unit == school and one.students is None
+            assert len(one.aggregate) < len(whole.aggregate) / 5
+            pd.testing.assert_frame_equal(equity.unit_ratios(whole, unit),
+                                          equity.unit_ratios(one, unit),
+                                          check_dtype=False)
+
+    def test_district_summed_from_its_schools(self, sample_run, tmp_path):
+        # A file of schools only (as Connecticut's): the district is their sum.
+        from analysis.pipeline import write_table
+
+        for name in ("run.json", "quality.json", "aggregate.parquet", "public.parquet"):
+            (tmp_path / name).write_bytes((sample_run / name).read_bytes())
+        for name in ("aggregate", "public"):
+            table = pd.read_parquet(tmp_path / f"{name}.parquet")
+            write_table(table[table["level"] != "district"],
+                        tmp_path / f"{name}.parquet")
+        for audience in ("staff", "public"):
+            whole = equity.load_equity_data(tmp_path, audience, SETTINGS)
+            unit = equity.resolve_unit(whole, "S101")
+            one = equity.load_unit_equity_data(tmp_path, "S101", audience, SETTINGS)
+            expected = equity.unit_ratios(whole, unit)
+            assert len(expected)
+            pd.testing.assert_frame_equal(expected, equity.unit_ratios(one, unit),
+                                          check_dtype=False)
+
+    def test_audits_refuse_one_school_data(self, sample_run):
+        one = equity.load_unit_equity_data(sample_run, "S101", "staff", SETTINGS)
+        unit = equity.resolve_unit(one, "S101")
+        with pytest.raises(ValueError, match="load_equity_data"):
+            equity.unit_gaps(one, unit)
+
+
 class TestPlantedDisparity:
     PLANTED = PLANTED_PUNITIVE_RATIO["race_ethnicity"]["Black"]
 

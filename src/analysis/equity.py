@@ -47,6 +47,7 @@ from statsmodels.stats.multitest import multipletests
 
 from analysis.log import logger
 from analysis.paths import PARAMS_DIR
+from analysis.pipeline import read_table, unit_filters
 from analysis.privacy import publish
 from analysis.schema import (
     ALL_GRADES,
@@ -1791,6 +1792,9 @@ class EquityData:
     students: pd.DataFrame | None
     interventions: pd.DataFrame | None
     ratios: pd.DataFrame
+    #: ``None`` for the whole run; a school's id when only what that school's
+    #: ratios need was read (:func:`load_unit_equity_data`).
+    only_unit: str | None = None
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -1822,14 +1826,8 @@ def load_equity_data(processed_dir: str | Path, audience: str = "staff",
     for every audience; for the public audience they are then passed through
     :func:`publish_ratios`, and student rows are not read at all.
     """
-    if audience not in ("staff", "public"):
-        raise ValueError(f"audience must be 'staff' or 'public', got {audience!r}")
     folder = Path(processed_dir)
-    info_file = folder / "run.json"
-    if not info_file.exists():
-        raise FileNotFoundError(f"No processed run at {folder} (run.json missing). Run "
-                                "`make reports` or `python -m analysis prepare` first.")
-    info = json.loads(info_file.read_text())
+    info = _run_info(folder, audience)
     settings = settings or load_equity_settings()
     aggregate = pd.read_parquet(folder / "aggregate.parquet")
     aggregate["as_of_date"] = pd.to_datetime(aggregate["as_of_date"])
@@ -1851,6 +1849,94 @@ def load_equity_data(processed_dir: str | Path, audience: str = "staff",
     return EquityData(folder=folder, info=info, audience=audience, settings=settings,
                       aggregate=aggregate, students=students,
                       interventions=interventions, ratios=ratios)
+
+
+def _run_info(folder: Path, audience: str) -> dict:
+    """The run record (``run.json``) of a processed run, for ``audience``."""
+    if audience not in ("staff", "public"):
+        raise ValueError(f"audience must be 'staff' or 'public', got {audience!r}")
+    info_file = folder / "run.json"
+    if not info_file.exists():
+        raise FileNotFoundError(f"No processed run at {folder} (run.json missing). Run "
+                                "`make reports` or `python -m analysis prepare` first.")
+    return json.loads(info_file.read_text())
+
+
+def load_unit_equity_data(processed_dir: str | Path, school: str,
+                          audience: str = "staff",
+                          settings: EquitySettings | None = None) -> EquityData:
+    """Open a processed run for the ratios of one school only.
+
+    :func:`load_equity_data` computes the ratios of every unit of the run from the
+    whole aggregate table (and reads every student row for staff): about 10 s
+    and 1 GB for a 1,000-school state. A school's ratios depend only on its own
+    rows and its district's: comparisons are within the school, the alternate
+    ratio and the weights use the district, and p-values are adjusted within the
+    unit and date. This reads just those rows (and the state's), with the filters
+    pushed into the Parquet reader, so the cost does not grow with the state.
+
+    Parameters
+    ----------
+    processed_dir : str or Path
+        The processed run.
+    school : str
+        A school id of the run.
+    audience : {"staff", "public"}
+        Public ratios pass through :func:`publish_ratios` with the run's public
+        release, read for the same rows.
+    settings : EquitySettings, optional
+        Thresholds; ``params/equity.yaml`` by default.
+
+    Returns
+    -------
+    EquityData
+        ``ratios`` holds the school's rows only, the same as those of
+        :func:`load_equity_data`; ``aggregate`` the rows read; ``students`` and
+        ``interventions`` are ``None`` (not read), and ``only_unit`` is the
+        school's id. When ``school`` is not a school of the run, its district is
+        unknown, or a public report's run has no ``public.parquet``, this is
+        :func:`load_equity_data` instead.
+
+    Notes
+    -----
+    A file without district rows (Connecticut: schools only) gets its district
+    summed from its schools (:func:`with_combined_levels`), so then every school
+    of the district is read.
+    """
+    folder = Path(processed_dir)
+    info = _run_info(folder, audience)
+    unit = next((u for u in info["units"] if u["id"] == str(school)), None)
+    district = str((unit or {}).get("district_id") or "")
+    release_file = folder / "public.parquet"
+    if (unit is None or unit["level"] != "school" or district in ("", "None", "nan")
+            or (audience == "public" and not release_file.exists())):
+        return load_equity_data(folder, audience, settings)
+
+    settings = settings or load_equity_settings()
+    path = folder / "aggregate.parquet"
+    filters = unit_filters(unit)
+    aggregate = read_table(path, filters=filters)
+    if not (aggregate["level"] == "district").any() and read_table(
+            path, filters=[[("level", "==", "district")]], columns=["level"]).empty:
+        # No district rows in the file: the district is the sum of its schools.
+        filters.append([("level", "==", "school"), ("district_id", "==", district)])
+        aggregate = read_table(path, filters=filters)
+    if not (aggregate["level"] == "school").any():
+        return load_equity_data(folder, audience, settings)
+    aggregate["as_of_date"] = pd.to_datetime(aggregate["as_of_date"])
+    ratios = disproportionality(aggregate, settings)
+    ratios = ratios[(ratios["level"] == "school")
+                    & (ratios["unit_id"] == unit["id"])].reset_index(drop=True)
+    if audience == "public":
+        min_size = int(info.get("parameters", {}).get("privacy", {}).get(
+            "min_group_size", 10))
+        release = read_table(release_file, filters=filters)
+        release["as_of_date"] = pd.to_datetime(release["as_of_date"])
+        ratios = publish_ratios(ratios, aggregate, min_size, release)
+    logger.debug("equity data of one school: %d aggregate rows read", len(aggregate))
+    return EquityData(folder=folder, info=info, audience=audience, settings=settings,
+                      aggregate=aggregate, students=None, interventions=None,
+                      ratios=ratios, only_unit=unit["id"])
 
 
 def resolve_unit(data: EquityData, school: str = "") -> dict:
@@ -1926,6 +2012,7 @@ def unit_audit(data: EquityData, unit: dict,
     Returns None when the run has no student rows or no interventions log, or for
     the public audience.
     """
+    _check_whole_run(data)
     if data.is_public or data.students is None or data.interventions is None:
         return None
     level = "school" if unit["level"] == "school" else "district"
@@ -1939,8 +2026,17 @@ def unit_audit(data: EquityData, unit: dict,
     return frame, action_audit(frame, data.settings)
 
 
+def _check_whole_run(data: EquityData) -> None:
+    """Refuse data opened for one school's ratios: its student rows were not read."""
+    if data.only_unit is not None:
+        raise ValueError("This EquityData holds one school's ratios only "
+                         "(load_unit_equity_data); open the run with "
+                         "load_equity_data for audits and adjusted gaps.")
+
+
 def unit_gaps(data: EquityData, unit: dict) -> pd.DataFrame | None:
     """Adjusted gaps of one unit (staff, student-level runs), else None."""
+    _check_whole_run(data)
     if data.is_public or data.students is None:
         return None
     level = "school" if unit["level"] == "school" else "district"
@@ -2016,7 +2112,10 @@ def school_section(processed_dir: str | Path, school: str,
     """
     from analysis.report import markdown_table
 
-    data = load_equity_data(processed_dir, audience)
+    # A school reads only its own and its district's rows: the cost of a school's
+    # section does not grow with the number of schools in the run.
+    data = (load_unit_equity_data(processed_dir, school, audience) if school
+            else load_equity_data(processed_dir, audience))
     unit = resolve_unit(data, school)
     rows = unit_ratios(data, unit)
     visible = rows["public" if "public" in rows else "shown"].astype(bool)

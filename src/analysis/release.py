@@ -33,6 +33,7 @@ import pandas as pd
 
 from analysis import paths
 from analysis.log import logger
+from analysis.pipeline import write_table
 from analysis.privacy import CELL_KEYS, HIDDEN, PrivacyError, audit_public, is_coded, publish
 from analysis.privacy_audit import AuditResult
 from analysis.schema import ALL_GRADES, GROUP_TYPE_LABELS
@@ -124,7 +125,8 @@ def write_release(aggregate: pd.DataFrame, run_folder: Path, info: dict, privacy
     if not result.ok:
         raise PrivacyError(_failure_message(result, "the new release"))
 
-    public.to_parquet(Path(run_folder) / "public.parquet", index=False)
+    # Sorted by unit in small row groups: public school reports read one unit.
+    write_table(public, Path(run_folder) / "public.parquet")
     folder = (root or release_root()) / info["source"] / Path(run_folder).name
     if folder.exists():
         shutil.rmtree(folder)

@@ -9,12 +9,13 @@ through :func:`tier_list`, which refuses the public audience.
 Reading is lazy and sliced. A function about one unit reads only that unit's rows
 and its district's (or the state's), with the filter pushed into the Parquet
 reader, so a school report neither loads nor filters a state-wide table; only
-:func:`school_overview` (the district summary) reads whole files. Known
-shortcoming: the reader skips a Parquet row group only when its statistics rule
-the unit out, so on a file written unsorted as one row group (what
-:func:`analysis.pipeline.prepare_run` writes today) each slice still decodes the
-file's columns once: ~0.4 s for a 1,000-school aggregate instead of ~0.03 s for
-one sorted by unit in small row groups (bench/README.md, report batch).
+:func:`school_overview` (the district summary) reads whole files. The reader
+skips a Parquet row group only when its statistics rule the unit out:
+:func:`analysis.pipeline.prepare_run` writes the tables sorted by unit in small
+row groups (:func:`analysis.pipeline.write_table`), so a slice decodes one or two
+row groups. A run written before that (unsorted, one row group) still gives the
+same slices, but each decodes the file's columns once (~0.4 s for a 1,000-school
+aggregate instead of ~0.03 s).
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
-from analysis.pipeline import ProcessedRun, load_processed
+from analysis.pipeline import ProcessedRun, load_processed, read_table, unit_filters
 from analysis.quality import QualityLedger
 from analysis.schema import (
     ALL_GRADES,
@@ -122,12 +122,7 @@ class ReportData:
         return self._slices[key]
 
     def _read_slice(self, unit: dict) -> pd.DataFrame:
-        column = "school_id" if unit["level"] == "school" else "district_id"
-        wanted = [[("level", "==", unit["level"]), (column, "==", unit["id"])]]
-        if unit["level"] == "school":
-            wanted.append([("level", "==", "district"),
-                           ("district_id", "==", unit["district_id"])])
-        wanted.append([("level", "==", "state")])
+        wanted = unit_filters(unit)
         if self._table is not None:
             table = self._table
             keep = pd.Series(False, index=table.index)
@@ -137,7 +132,7 @@ class ReportData:
                     match &= table[name] == value
                 keep |= match
             return table[keep.fillna(False)]
-        return self._prepare(pd.read_parquet(self.table_file, filters=wanted))
+        return self._prepare(read_table(self.table_file, filters=wanted))
 
     def as_of_dates(self) -> pd.DataFrame:
         """Every as-of date in the table with its school year, one row each."""
@@ -157,15 +152,27 @@ class ReportData:
             return facts[(facts["level"] == unit["level"])
                          & (facts["unit_id"] == unit["id"])
                          & (facts["tier2"] | facts["tier3"])]
-        path = self.run.folder / "students.parquet"
-        present = set(pq.read_schema(path).names)
         unit_rows = [("level", "==", unit["level"]), ("unit_id", "==", unit["id"])]
-        return pd.read_parquet(
-            path,
-            columns=[c for c in columns if c in present],
-            filters=[unit_rows + [("tier2", "==", True)],
-                     unit_rows + [("tier3", "==", True)]],
-        )
+        return read_table(self.run.folder / "students.parquet", columns=list(columns),
+                          filters=[unit_rows + [("tier2", "==", True)],
+                                   unit_rows + [("tier3", "==", True)]])
+
+    def unit_modality(self, unit: dict) -> pd.DataFrame | None:
+        """Days by learning modality of ``unit``; ``None`` when the run has none.
+
+        Cut from :attr:`modality` when that is loaded, else read with the filter
+        pushed into the Parquet reader.
+        """
+        if self._modality is not None:
+            frame = self._modality
+        else:
+            path = self.run.folder / "modality.parquet"
+            if not path.exists():
+                return None
+            frame = read_table(path, filters=[[("level", "==", unit["level"]),
+                                                ("unit_id", "==", unit["id"])]])
+        return frame[(frame["level"] == unit["level"])
+                     & (frame["unit_id"] == unit["id"])]
 
     def _prepare(self, table: pd.DataFrame) -> pd.DataFrame:
         """Add ``rate_display`` (staff) and parse ``as_of_date``."""
@@ -370,11 +377,11 @@ def by_group(data: ReportData, unit_id: str) -> pd.DataFrame:
 def by_modality(data: ReportData, unit_id: str) -> pd.DataFrame:
     """Share of days missed by learning modality (staff, student-level runs)."""
     unit = unit_info(data, unit_id)
-    if data.modality is None or data.is_public:
+    rows = None if data.is_public else data.unit_modality(unit)
+    if rows is None:
         return pd.DataFrame(columns=["modality", "students_enrolled", "days_enrolled",
                                      "days_absent", "absence_rate"])
-    rows = data.modality[(data.modality["level"] == unit["level"])
-                         & (data.modality["unit_id"] == unit["id"])].copy()
+    rows = rows.copy()
     rows["absence_rate"] = rows["days_absent"] / rows["days_enrolled"]
     rows = rows.drop(columns=["level", "unit_id"]).sort_values("modality")
     rows["modality"] = rows["modality"].map(MODALITY_LABELS).fillna(rows["modality"])
