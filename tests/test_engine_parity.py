@@ -127,3 +127,30 @@ def test_postgres_matches_duckdb(district, reference, postgres_con):
 
 def test_spark_matches_duckdb(district, reference, spark_con):
     assert_same_run(_run(district, spark_con), reference)
+
+
+def test_fetch_gives_what_to_pandas_gives_with_nulls_in_every_type():
+    # engine.fetch replaces Ibis's to_pandas for large results: same dtypes, same
+    # values, nulls included, or every reader downstream would see a change.
+    import pyarrow as pa
+
+    from analysis.engine import fetch
+
+    con = connect(EngineSettings())
+    table = con.create_table("mixed", pa.table({
+        "count": pa.array([1, None, 3], pa.int64()),
+        "whole": pa.array([1, 2, 3], pa.int64()),
+        "small": pa.array([1, None, 3], pa.int32()),
+        "flag": pa.array([True, None, False]),
+        "full_flag": pa.array([True, True, False]),
+        "name": pa.array(["a", None, "c"]),
+        "rate": pa.array([0.5, None, 0.25]),
+        "day": pa.array([dt.date(2026, 9, 1), None, dt.date(2026, 9, 2)]),
+        "at": pa.array([dt.datetime(2026, 9, 1), None, dt.datetime(2026, 9, 2)]),
+    }))
+
+    got, expected = fetch(table), table.to_pandas()
+
+    assert list(got.dtypes) == list(expected.dtypes)
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["count"].isna().tolist() == [False, True, False]

@@ -31,6 +31,7 @@ from analysis.definitions import Definition
 from analysis.engine import (
     EngineTables,
     connect,
+    fetch,
     load_frames,
     materialize,
     refresh_statistics,
@@ -452,7 +453,7 @@ def build_aggregate(data: StudentData | EngineTables, settings: Settings,
     release(con, usable, located, ordinals)
     steps.done("district periods")
     modality = pd.concat(
-        [_modality_rows(school_rows, as_of, start_month, unit).to_pandas()
+        [fetch(_modality_rows(school_rows, as_of, start_month, unit))
          .assign(level=level) for level, unit in LEVELS],
         ignore_index=True,
     )
@@ -466,20 +467,20 @@ def build_aggregate(data: StudentData | EngineTables, settings: Settings,
     if "grade" in students_t.columns:  # the grade of each span is used instead
         students_t = students_t.drop("grade")
     # Both levels come back in one table, so pandas holds one copy, not three.
-    counts = ibis.union(*[
+    counts = fetch(ibis.union(*[
         _count_groups(con, facts[level], students_t, unit)
         .mutate(level=ibis.literal(level))
-        for level, unit in LEVELS], distinct=False).to_pandas()
+        for level, unit in LEVELS], distinct=False))
     aggregate = _finish(counts, schools, source, definition)
     del counts
     steps.done("counts by unit, grade and group")
 
     # Staff-only student facts at the as-of date, both levels in one table.
     as_of_ts = pd.Timestamp(as_of)
-    students = ibis.union(*[
+    students = fetch(ibis.union(*[
         facts[level].filter(facts[level].as_of_date == as_of_ts)
         .rename(unit_id=unit).mutate(level=ibis.literal(level))
-        for level, unit in LEVELS], distinct=False).to_pandas()
+        for level, unit in LEVELS], distinct=False))
     release(con, *facts.values())
     steps.done("student rows at the as-of date")
     logger.info("aggregate table: %d rows; %d student-school facts at the as-of date",
