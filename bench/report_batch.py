@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"machine": _machine(), "args": vars(args), "parts": {}}
 
     base = _base_run(args.base, work)
-    state = make_synthetic_run(base, args.schools, work / "state-pipeline-layout")
+    # Written as prepare_run writes a run: sorted by unit in small row groups.
+    state = make_synthetic_run(base, args.schools, work / "state-sorted-layout",
+                               layout="sorted")
     print(f"# Report batch benchmark, {dt.datetime.now():%Y-%m-%d %H:%M}\n")
     print(_machine_line(results["machine"]) + "\n")
 
@@ -106,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale-reports", type=int, default=None,
                         help="run only the first N school reports in the scale part "
                              "(default: every school of the state)")
-    parser.add_argument("--scale-layout", choices=("pipeline", "sorted"),
-                        default="pipeline",
+    parser.add_argument("--scale-layout", choices=("unsorted", "sorted"),
+                        default="sorted",
                         help="state layout the scale part reads (see "
                              "make_synthetic_run)")
     parser.add_argument("--reports", type=int, default=10,
@@ -148,7 +150,7 @@ def _base_run(base: str | None, work: Path) -> ProcessedRun:
 
 
 def make_synthetic_run(base: ProcessedRun, n_schools: int, out: Path,
-                       layout: str = "pipeline") -> ProcessedRun:
+                       layout: str = "sorted") -> ProcessedRun:
     """Replicate the schools of ``base`` into a synthetic state of ``n_schools``.
 
     Parameters
@@ -159,8 +161,8 @@ def make_synthetic_run(base: ProcessedRun, n_schools: int, out: Path,
         Schools in the synthetic state; each copy of ``base`` is one district.
     out : Path
         Folder of the synthetic run (replaced).
-    layout : {"pipeline", "sorted"}
-        ``"pipeline"`` writes the Parquet files as ``prepare_run`` did until
+    layout : {"sorted", "unsorted"}
+        ``"unsorted"`` writes the Parquet files as ``prepare_run`` did until
         2026-12-04 (``DataFrame.to_parquet``: rows in copy order, one row group up
         to about a million rows); ``"sorted"`` as it writes them now
         (:func:`analysis.pipeline.write_table`: sorted by unit, small row groups).
@@ -321,12 +323,13 @@ def _part_workers(args, work: Path, base: ProcessedRun, state: ProcessedRun) -> 
 
 def _part_layout(args, work: Path, base: ProcessedRun, state: ProcessedRun) -> dict:
     """One school's slice from the state file as written today and sorted."""
-    sorted_state = make_synthetic_run(base, args.schools, work / "state-sorted-layout",
-                                      layout="sorted")
+    unsorted_state = make_synthetic_run(base, args.schools,
+                                        work / "state-unsorted-layout",
+                                        layout="unsorted")
     schools = [u["id"] for u in state.units()[:: max(1, len(state.units()) // 20)]]
     timings = {}
-    for label, run in (("old pipeline layout (unsorted, one row group)", state),
-                       ("sorted by unit, row groups of 5,000", sorted_state)):
+    for label, run in (("old layout (unsorted, one row group)", unsorted_state),
+                       ("sorted by unit, row groups of 5,000", state)):
         started = time.perf_counter()
         for school in schools:
             data = report.load_report_data(run.folder, "staff")
@@ -337,16 +340,16 @@ def _part_layout(args, work: Path, base: ProcessedRun, state: ProcessedRun) -> d
     rows = [(label, value, None) for label, value in timings.items()]
     _print_table(f"Reading one school's slice of a {args.schools}-school state "
                  "(headline, trend, tier list; in-process)", rows,
-                 reference=rows[0][1], reference_name="pipeline layout")
+                 reference=rows[0][1], reference_name="old layout")
     return {"schools_sampled": len(schools),
             **{label: round(value, 3) for label, value in timings.items()}}
 
 
 def _part_scale(args, work: Path, base: ProcessedRun, state: ProcessedRun) -> dict:
     """Every school report of the synthetic state with 2 warm workers."""
-    if args.scale_layout == "sorted":
-        state = make_synthetic_run(base, args.schools, work / "state-sorted-layout",
-                                   layout="sorted")
+    if args.scale_layout == "unsorted":
+        state = make_synthetic_run(base, args.schools, work / "state-unsorted-layout",
+                                   layout="unsorted")
     jobs = _school_jobs(state, args.scale_reports or args.schools, args.notebook)
     outcome = _batch(jobs, work / "scale", 2, "warm")
     outcome["layout"] = args.scale_layout
