@@ -86,7 +86,8 @@ def measure_pandas(folder: Path, threads: int, memory_limit: str) -> dict:
                            (enr, ["entry_date", "exit_date"])):
         for column in columns:
             frame[column] = pd.to_datetime(frame[column])
-    att = att.merge(cal[["school_id", "date", "instructional", "instructional_minutes"]],
+    calendar_columns = ["school_id", "date", "instructional", "instructional_minutes"]
+    att = att.merge(cal[calendar_columns],
                     on=["school_id", "date"], how="left")
     att = att[att["instructional"].fillna(False).astype(bool)
               & (att["date"] <= pd.Timestamp(AS_OF))]
@@ -109,7 +110,8 @@ def measure_pandas(folder: Path, threads: int, memory_limit: str) -> dict:
         rows = att[(att["year"] == year) & (att["date"] <= point)]
         facts = rows.groupby(["student_id", "school_id"]).agg(
             days=("share", "size"), absent=("share", "sum"), grade=("grade", "last"))
-        facts = facts[facts["days"] >= 10].reset_index().merge(students, on="student_id")
+        facts = facts[facts["days"] >= 10].reset_index()
+        facts = facts.merge(students, on="student_id")
         facts["chronic"] = facts["absent"] / facts["days"] >= 0.1
         for group in ["grade", "race_ethnicity", "gender", "english_learner",
                       "disability", "economically_disadvantaged", "homeless", "foster"]:
@@ -119,7 +121,8 @@ def measure_pandas(folder: Path, threads: int, memory_limit: str) -> dict:
             "output_rows": sum(len(f) for f in frames)}
 
 
-MEASURES = {"bare": measure_bare, "pipeline": measure_pipeline, "pandas": measure_pandas}
+MEASURES = {"bare": measure_bare, "pipeline": measure_pipeline,
+            "pandas": measure_pandas}
 
 
 def peak_rss_gb() -> float:
@@ -159,6 +162,27 @@ def machine() -> str:
             f"{duckdb.__version__}, Ibis {ibis.__version__}")
 
 
+def _step_table(results: list[dict]) -> list[str]:
+    """The pipeline's own step timings (``AggregateRun.seconds``), one column a size.
+
+    The profile behind the pipeline's figure: which steps grow with the rows.
+    """
+    runs = sorted((r for r in results if r["method"] == "pipeline" and "steps" in r),
+                  key=lambda r: r["rows"])
+    if not runs:
+        return []
+    names = list(dict.fromkeys(name for r in runs for name in r["steps"]))
+    lines = ["Pipeline steps, seconds (`AggregateRun.seconds`, same run):", "",
+             "| step | " + " | ".join(f"{r['size']:.0e}".replace("+0", "")
+                                      for r in runs) + " |",
+             "|---|" + "---:|" * len(runs)]
+    for name in names:
+        cells = [format(r["steps"][name], ".1f") if name in r["steps"] else "-"
+                 for r in runs]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_outputs(results: list[dict], command: str) -> None:
     """Rewrite the results table in bench/README.md and the plot."""
     import matplotlib
@@ -169,12 +193,14 @@ def write_outputs(results: list[dict], command: str) -> None:
     lines = [f"Machine: {machine()}.", "",
              f"Command: `{command}` ({dt.datetime.now():%Y-%m-%d %H:%M}; one run, "
              f"figures side by side).", "",
-             "| daily rows | students | bare DuckDB s | pipeline s | pipeline / bare "
-             "| pipeline peak RSS GB | pandas s | pandas / pipeline | pandas peak RSS GB |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| daily rows | students | DuckDB memory limit | bare DuckDB s "
+             "| pipeline s | pipeline / bare | pipeline peak RSS GB | pandas s "
+             "| pandas / pipeline | pandas peak RSS GB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for size in sorted({r["rows"] for r in results}):
         by = {r["method"]: r for r in results if r["rows"] == size}
-        bare, pipe, pand = by.get("bare", {}), by.get("pipeline", {}), by.get("pandas", {})
+        bare, pipe = by.get("bare", {}), by.get("pipeline", {})
+        pand = by.get("pandas", {})
 
         def fmt(value, spec=".1f"):
             return format(value, spec) if isinstance(value, int | float) else "-"
@@ -184,10 +210,12 @@ def write_outputs(results: list[dict], command: str) -> None:
                    if "seconds" in pand and "seconds" in pipe else None)
         lines.append(
             f"| {size:,} | {pipe.get('n_students', by['bare'].get('n_students', 0)):,} "
-            f"| {fmt(bare.get('seconds'))} | {fmt(pipe.get('seconds', pipe.get('error')))} "
+            f"| {pipe.get('memory_limit', '-')} | {fmt(bare.get('seconds'))} "
+            f"| {fmt(pipe.get('seconds', pipe.get('error')))} "
             f"| {fmt(ratio)} | {fmt(pipe.get('peak_rss_gb'), '.2f')} "
             f"| {fmt(pand.get('seconds'))} | {fmt(speedup)} "
             f"| {fmt(pand.get('peak_rss_gb'), '.2f')} |")
+    lines += ["", *_step_table(results)]
     table = "\n".join(lines)
     readme = BENCH / "README.md"
     text = readme.read_text()
@@ -246,16 +274,20 @@ def main(argv: list[str] | None = None) -> int:
             generate_large_district(folder, size)
         meta = json.loads(meta_file.read_text())
         methods = ["bare", "pipeline"] + (["pandas"] if size <= args.pandas_max else [])
+        limit = args.memory_limit
         for method in methods:
-            result = _child(method, folder, args.threads, args.memory_limit)
-            result.update(rows=meta["sizes"]["attendance"], n_students=meta["n_students"],
-                          size=size, at=dt.datetime.now().isoformat(timespec="seconds"))
+            result = _child(method, folder, args.threads, limit)
+            result.update(rows=meta["sizes"]["attendance"], size=size,
+                          n_students=meta["n_students"], memory_limit=limit,
+                          at=dt.datetime.now().isoformat(timespec="seconds"))
             print(json.dumps(result), flush=True)
             results.append(result)
     with (RESULTS / "results.csv").open("a") as handle:
         for r in results:
             handle.write(json.dumps(r) + "\n")
-    command = "python bench/run_bench.py --sizes " + " ".join(f"{s:g}" for s in args.sizes)
+    sizes = " ".join(f"{s:g}" for s in args.sizes)
+    command = (f"python bench/run_bench.py --sizes {sizes} "
+               f"--memory-limit {args.memory_limit}")
     write_outputs(results, command)
     return 0
 
