@@ -118,7 +118,7 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) bench/run_bench.py --sizes 1e6
 
-## Benchmark the report batch: Papermill floor, warm vs fresh, 1 vs 2 workers, a synthetic state (BENCH_SCHOOLS=1000; ~1 h)
+## Benchmark the report batch: Papermill floor, warm vs fresh, 1 vs 2 workers, a synthetic state (BENCH_SCHOOLS=1000; ~30 min)
 bench-reports: $(STAMP)
 	$(PY) bench/report_batch.py --schools $(or $(BENCH_SCHOOLS),1000)
 
