@@ -9,6 +9,7 @@ tests/test_dashboards_browser.py.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import stat
 import warnings
@@ -98,7 +99,7 @@ class TestVoilaCommand:
                      f"--VoilaExecutor.timeout={server.EXECUTION_TIMEOUT}",
                      "--preheat_kernel=True", f"--pool_size={server.POOL_SIZE}"):
             assert flag in command, flag
-        assert command[-1] == "--Voila.token="   # public: no token
+        assert "token" not in text   # the environment carries it (staff only)
         assert "0.0.0.0" not in text
 
     def test_no_file_is_served(self):
@@ -113,7 +114,7 @@ class TestVoilaCommand:
         from voila.app import Voila
         from voila.configuration import VoilaConfiguration
 
-        command = server.voila_command("staff", 8930, token="t0ken")
+        command = server.voila_command("staff", 8930)
         app = Voila()
         with warnings.catch_warnings():
             warnings.simplefilter("error", DeprecationWarning)
@@ -123,17 +124,16 @@ class TestVoilaCommand:
         assert config.file_denylist == [".*"]
         assert config.show_tracebacks is False
         assert app.config.Voila.ip == "127.0.0.1"
-        assert app.config.Voila.token == "t0ken"
 
     @pytest.mark.parametrize("audience", ["public", "staff"])
     def test_the_config_file_lifts_the_limit_only_while_waiting(self, audience,
                                                                  monkeypatch):
         from traitlets.config.loader import PyFileConfigLoader
 
-        command = server.voila_command(audience, 8930, token="t0ken")
+        command = server.voila_command(audience, 8930)
         folder = command[command.index("--Voila.config_file_paths") + 1]
         assert Path(folder) == server.VOILA_CONFIG
-        for key, value in server.server_environment(audience).items():
+        for key, value in server.server_environment(audience, "t0ken").items():
             if key.startswith("ANALYSIS_"):
                 monkeypatch.setenv(key, value)
         config = PyFileConfigLoader("voila.py", path=folder).load_config()
@@ -154,12 +154,41 @@ class TestVoilaCommand:
 
     def test_staff_needs_a_token(self):
         with pytest.raises(ValueError, match="never served without a token"):
-            server.voila_command("staff", 8930)
+            server.server_environment("staff")
         with pytest.raises(ValueError, match="never served without a token"):
-            server.voila_command("staff", 8930, token="")
-        command = server.voila_command("staff", 8930, token="abc")
-        assert command[-1] == "--Voila.token=abc"
+            server.server_environment("staff", token="")
+        command = server.voila_command("staff", 8930)
         assert command[3] == str(server.FOLDERS["staff"])
+
+    @pytest.mark.parametrize("audience", ["public", "staff"])
+    def test_the_token_reaches_voila_by_the_environment_only(self, audience,
+                                                              monkeypatch):
+        # Not on the command line (`ps` shows it to every user), and gone from the
+        # environment once Voila has it, so no kernel inherits it.
+        from traitlets.config.loader import PyFileConfigLoader
+
+        monkeypatch.setenv(server.TOKEN_ENV, "s3cret")
+        env = server.server_environment(audience, token="s3cret")
+        assert "s3cret" not in " ".join(server.voila_command(audience, 8930))
+        assert server.TOKEN_ENV not in env
+        for key in list(os.environ):
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+
+        config = PyFileConfigLoader("voila.py", path=str(server.VOILA_CONFIG)
+                                    ).load_config()
+
+        assert config.Voila.token == ("s3cret" if audience == "staff" else "")
+        assert "s3cret" not in os.environ.values()
+
+    def test_the_config_refuses_a_staff_server_without_a_token(self, monkeypatch):
+        from traitlets.config.loader import PyFileConfigLoader
+
+        monkeypatch.setenv("ANALYSIS_DASHBOARD_AUDIENCE", "staff")
+        monkeypatch.delenv(server.VOILA_TOKEN_ENV, raising=False)
+        with pytest.raises(ValueError, match="never served without a token"):
+            PyFileConfigLoader("voila.py", path=str(server.VOILA_CONFIG)).load_config()
 
     def test_unknown_audience(self):
         with pytest.raises(ValueError, match="audience"):
@@ -192,7 +221,7 @@ class TestVoilaCommand:
         env = server.server_environment("public")
         assert "MPLBACKEND" not in env
         assert Path(env["ANALYSIS_RELEASES"]).name == "public"
-        staff = server.server_environment("staff")
+        staff = server.server_environment("staff", token="t0ken")
         assert "MPLBACKEND" not in staff
         assert staff["MPLCONFIGDIR"].endswith("matplotlib")
 

@@ -229,9 +229,9 @@ def _stop(process: subprocess.Popen) -> None:
 @contextmanager
 def _voila(audience: str, log: Path, token: str | None = None):
     port = _free_port()
-    command = voila_command(audience, port, token=token)
+    command = voila_command(audience, port)
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, env=server_environment(audience),
+        process = subprocess.Popen(command, env=server_environment(audience, token),
                                    cwd=paths.PROJECT_ROOT, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log=log,
@@ -556,6 +556,19 @@ class TestStaffDashboard:
         with pytest.raises(HTTPError) as refused:
             urlopen(staff_server.url + "/api/kernels", timeout=30)
         assert refused.value.code in (403, 404)
+
+    def test_token_is_in_no_command_line_and_no_kernel(self, staff_server):
+        # `ps` shows every process's command line to every user of the machine;
+        # the kernels run dashboard code and need no token either.
+        processes = [staff_server.process.pid, *_descendants(staff_server.process.pid)]
+        kernels = [pid for pid in processes[1:]
+                   if b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert kernels, "the staff server has no preheated kernel to look at"
+        secret = staff_server.token.encode()
+        for pid in processes:
+            assert secret not in Path(f"/proc/{pid}/cmdline").read_bytes(), pid
+        for pid in kernels:
+            assert secret not in Path(f"/proc/{pid}/environ").read_bytes(), pid
 
     def test_with_the_token_shows_the_tier_list(self, page, staff_server,
                                                 dashboard_data):

@@ -9,7 +9,10 @@ exactly what users get:
   publish it, and pass ``--ip`` only on purpose;
 * **a token for staff**: read from ``$STAFF_DASHBOARD_TOKEN`` or the file
   ``.cache/staff-dashboard.token`` (made on first use, readable by its owner only);
-  the staff server refuses to start without one;
+  the staff server refuses to start without one. It reaches Voila through the
+  server's environment, never its command line (which every user of the machine
+  can read with ``ps``), and ``voila_config/voila.py`` takes it out of the
+  environment before any kernel starts;
 * **no template or theme override** from the query string, **tracebacks hidden**;
 * **idle kernels culled** (every minute, after five idle minutes) and an
   **execution timeout** on every cell;
@@ -39,6 +42,8 @@ FOLDERS = {"public": paths.NOTEBOOKS_DIR / "dashboards" / "public",
 DEFAULT_PORTS = {"public": 8866, "staff": 8867}
 TOKEN_FILE = paths.PROJECT_ROOT / ".cache" / "staff-dashboard.token"
 TOKEN_ENV = "STAFF_DASHBOARD_TOKEN"
+#: The variable that hands the token to ``voila_config/voila.py`` (then removed).
+VOILA_TOKEN_ENV = "ANALYSIS_VOILA_TOKEN"
 
 #: Seconds: how often to look for idle kernels, and how idle is too idle.
 CULL_INTERVAL = 60
@@ -53,22 +58,19 @@ POOL_SIZE = 2
 NOTHING = "a^"
 
 
-def voila_command(audience: str, port: int, token: str | None = None,
-                  ip: str = "127.0.0.1", pool_size: int = POOL_SIZE,
-                  folder: Path | None = None,
+def voila_command(audience: str, port: int, ip: str = "127.0.0.1",
+                  pool_size: int = POOL_SIZE, folder: Path | None = None,
                   cull_idle_timeout: int = CULL_IDLE_TIMEOUT) -> list[str]:
     """The Voila command line for one audience, with every hardening setting.
+
+    The staff token is not on it: :func:`server_environment` carries it.
 
     Raises
     ------
     ValueError
-        For the staff audience without a token.
+        For an unknown audience.
     """
-    if audience not in FOLDERS:
-        raise ValueError(f"audience must be one of {sorted(FOLDERS)}, got {audience!r}")
-    if audience == "staff" and not token:
-        raise ValueError("The staff dashboard shows student identifiers and is never "
-                         "served without a token.")
+    _check_audience(audience)
     folder = Path(folder or FOLDERS[audience])
     command = [
         sys.executable, "-m", "voila", str(folder),
@@ -92,8 +94,12 @@ def voila_command(audience: str, port: int, token: str | None = None,
     ]
     if pool_size > 0:
         command += ["--preheat_kernel=True", f"--pool_size={pool_size}"]
-    command.append(f"--Voila.token={token or ''}")
     return command
+
+
+def _check_audience(audience: str) -> None:
+    if audience not in FOLDERS:
+        raise ValueError(f"audience must be one of {sorted(FOLDERS)}, got {audience!r}")
 
 
 def served_files(audience: str, folder: Path | None = None) -> list[Path]:
@@ -133,9 +139,30 @@ def staff_token(create: bool = True) -> str:
     return TOKEN_FILE.read_text().strip()
 
 
-def server_environment(audience: str) -> dict[str, str]:
-    """Environment for the server and its kernels (state kept inside the project)."""
+def server_environment(audience: str, token: str | None = None) -> dict[str, str]:
+    """Environment for the server and its kernels (state kept inside the project).
+
+    Parameters
+    ----------
+    audience : {"public", "staff"}
+        Which dashboards the server serves.
+    token : str, optional
+        The staff token (:func:`staff_token`); required for staff, ignored for
+        public. ``voila_config/voila.py`` reads it and removes it, so the kernels
+        never see it.
+
+    Raises
+    ------
+    ValueError
+        For the staff audience without a token, or an unknown audience.
+    """
+    _check_audience(audience)
+    if audience == "staff" and not token:
+        raise ValueError("The staff dashboard shows student identifiers and is never "
+                         "served without a token.")
     env = dict(os.environ)
+    env.pop(TOKEN_ENV, None)  # handed over below, then removed by voila.py
+    env[VOILA_TOKEN_ENV] = token if audience == "staff" else ""
     cache = paths.PROJECT_ROOT / ".cache"
     env.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))
     env.setdefault("IPYTHONDIR", str(cache / "ipython"))
@@ -201,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_data(args.audience, args.prepare)
     token = staff_token() if args.audience == "staff" else None
     port = args.port or DEFAULT_PORTS[args.audience]
-    command = voila_command(args.audience, port, token=token, ip=args.ip,
+    env = server_environment(args.audience, token)
+    command = voila_command(args.audience, port, ip=args.ip,
                             pool_size=args.pool_size)
     if args.ip != "127.0.0.1":
         logger.warning("listening on %s, not loopback: put a TLS proxy in front",
@@ -214,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                      for p in served_files(args.audience))
     logger.info("serving the %s dashboards at %s%s (Ctrl-C stops); open %s",
                 args.audience, url, hint, pages)
-    os.execve(command[0], command, server_environment(args.audience))
+    os.execve(command[0], command, env)
     return 0  # not reached
 
 

@@ -9,6 +9,10 @@ user's Jupyter folder changes the hardened settings).
   cell keeps the limit (``$ANALYSIS_VOILA_TIMEOUT`` seconds). Without this, a pool
   kernel that waited longer than the limit showed the next visitor "Cell execution
   timed out".
+* The token: the launcher hands it over in ``$ANALYSIS_VOILA_TOKEN`` (a command-line
+  flag would show it to every user of the machine in ``ps``). It is taken out of the
+  environment here, before any kernel starts, so no kernel inherits it. A staff
+  server without one refuses to start.
 * Public server only: the page's "shut my kernel down" request on leaving carries
   no XSRF token (Voila 0.5 with jupyter_server 2), so it was refused and every
   kernel lived until culled. The public server has no login to forge requests
@@ -29,5 +33,13 @@ def _cell_timeout(cell):
 
 
 c.VoilaExecutor.timeout_func = _cell_timeout
-if os.environ.get("ANALYSIS_DASHBOARD_AUDIENCE") == "public":
+
+_public = os.environ.get("ANALYSIS_DASHBOARD_AUDIENCE") == "public"
+_token = os.environ.pop("ANALYSIS_VOILA_TOKEN", "")
+os.environ.pop("STAFF_DASHBOARD_TOKEN", None)
+if not _public and not _token:
+    raise ValueError("The staff dashboard is never served without a token: start it "
+                     "with `make staff-dashboard`.")
+c.Voila.token = "" if _public else _token
+if _public:
     c.Voila.tornado_settings = {"disable_check_xsrf": True}
