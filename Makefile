@@ -94,7 +94,7 @@ staff-dashboard: $(STAMP)
 dashboards-export: $(STAMP)
 	$(PY) -m analysis.dashboard_export --source $(or $(SOURCE),sample)
 
-## Load test of the public dashboard: 20 viewers on loopback; figures into bench/results/
+## Load test of the public dashboard: 20 viewers on loopback; figures into bench/README.md
 bench-dashboards: $(STAMP)
 	$(PY) bench/dashboard_load.py
 
@@ -114,9 +114,9 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_bench.py --sizes $(SIZES)
 
-## Benchmark smoke run: 1 million daily rows only
+## Benchmark smoke run: 1 million daily rows, printed only (bench/README.md untouched)
 bench-quick: $(STAMP)
-	$(PY) bench/run_bench.py --sizes 1e6
+	$(PY) bench/run_bench.py --sizes 1e6 --no-write
 
 ## Benchmark the report batch: Papermill floor, warm vs fresh, 1 vs 2 workers, a synthetic state (BENCH_SCHOOLS=1000; ~30 min)
 bench-reports: $(STAMP)
@@ -137,7 +137,7 @@ clean:
 ## List every target
 help:
 	@awk '/^## /{desc=substr($$0,4); next} /^[a-zA-Z_-]+:/{ if (desc) { split($$1,t,":"); \
-	printf "  \033[36m%-16s\033[0m %s\n", t[1], desc; desc="" } }' $(MAKEFILE_LIST)
+	printf "  \033[36m%-18s\033[0m %s\n", t[1], desc; desc="" } }' $(MAKEFILE_LIST)
 
 .PHONY: install data reports prepare lab test test-fast bench bench-quick clean-notebooks clean \
 	help dashboards staff-dashboard dashboards-export bench-dashboards bench-reports

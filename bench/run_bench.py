@@ -68,8 +68,10 @@ def measure_pipeline(folder: Path, threads: int, memory_limit: str) -> dict:
     con = connect(settings.engine)
     run = build_aggregate(scan_parquet(folder, con), settings, load_definition(),
                           as_of=AS_OF, source="bench", con=con)
+    # student_rows: student facts at the as-of date, one per student and unit
+    # (school and district), so about twice the students.
     return {"seconds": time.perf_counter() - started,
-            "output_rows": len(run.aggregate), "students": len(run.students),
+            "output_rows": len(run.aggregate), "student_rows": len(run.students),
             "steps": run.seconds}
 
 
@@ -183,16 +185,11 @@ def _step_table(results: list[dict]) -> list[str]:
     return lines
 
 
-def write_outputs(results: list[dict], command: str) -> None:
-    """Rewrite the results table in bench/README.md and the plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # a script, not a notebook kernel
-    import matplotlib.pyplot as plt
-
+def results_table(results: list[dict], command: str) -> str:
+    """The Markdown results and step tables of one run."""
+    when = max(r["at"] for r in results).replace("T", " ")[:16]
     lines = [f"Machine: {machine()}.", "",
-             f"Command: `{command}` ({dt.datetime.now():%Y-%m-%d %H:%M}; one run, "
-             f"figures side by side).", "",
+             f"Command: `{command}` ({when}; one run, figures side by side).", "",
              "| daily rows | students | DuckDB memory limit | bare DuckDB s "
              "| pipeline s | pipeline / bare | pipeline peak RSS GB | pandas s "
              "| pandas / pipeline | pandas peak RSS GB |",
@@ -210,13 +207,23 @@ def write_outputs(results: list[dict], command: str) -> None:
                    if "seconds" in pand and "seconds" in pipe else None)
         lines.append(
             f"| {size:,} | {pipe.get('n_students', by['bare'].get('n_students', 0)):,} "
-            f"| {pipe.get('memory_limit', '-')} | {fmt(bare.get('seconds'))} "
+            f"| {pipe.get('memory_limit', '-')} | {fmt(bare.get('seconds'), '.2f')} "
             f"| {fmt(pipe.get('seconds', pipe.get('error')))} "
             f"| {fmt(ratio)} | {fmt(pipe.get('peak_rss_gb'), '.2f')} "
             f"| {fmt(pand.get('seconds'))} | {fmt(speedup)} "
             f"| {fmt(pand.get('peak_rss_gb'), '.2f')} |")
     lines += ["", *_step_table(results)]
-    table = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def write_outputs(results: list[dict], command: str) -> None:
+    """Rewrite the results table in bench/README.md and the plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # a script, not a notebook kernel
+    import matplotlib.pyplot as plt
+
+    table = results_table(results, command)
     readme = BENCH / "README.md"
     text = readme.read_text()
     start, end = text.index(MARK_START), text.index(MARK_END)
@@ -230,7 +237,7 @@ def write_outputs(results: list[dict], command: str) -> None:
             ax.plot(*zip(*points, strict=True), style, label=method)
     pipe = sorted((r["rows"], r["seconds"]) for r in results
                   if r["method"] == "pipeline" and "seconds" in r)
-    if pipe:
+    if len(pipe) > 1:
         x0, y0 = pipe[0]
         xs = [x for x, _ in pipe]
         ax.plot(xs, [y0 * x / x0 for x in xs], color="grey", lw=0.8,
@@ -252,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-limit", default="2GB",
                         help="DuckDB memory limit (pipeline and bare)")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print the tables only; leave bench/README.md and the "
+                             "plot as they are (make bench-quick)")
     parser.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -288,7 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     sizes = " ".join(f"{s:g}" for s in args.sizes)
     command = (f"python bench/run_bench.py --sizes {sizes} "
                f"--memory-limit {args.memory_limit}")
-    write_outputs(results, command)
+    print("\n" + results_table(results, command), flush=True)
+    if args.no_write:
+        print("\n(--no-write: bench/README.md and bench/scaling.png left as they were)")
+    else:
+        write_outputs(results, command)
+        print(f"\nwrote the tables into {BENCH / 'README.md'} and the plot into "
+              f"{BENCH / 'scaling.png'}")
     return 0
 
 
