@@ -31,7 +31,6 @@ Settings live in ``params/equity.yaml`` (:func:`load_equity_settings`).
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from statsmodels.stats.multitest import multipletests
 
 from analysis.log import logger
 from analysis.paths import PARAMS_DIR
-from analysis.pipeline import read_table, unit_filters
+from analysis.pipeline import load_processed, read_table, unit_filters
 from analysis.privacy import publish
 from analysis.schema import (
     ALL_GRADES,
@@ -1855,11 +1854,7 @@ def _run_info(folder: Path, audience: str) -> dict:
     """The run record (``run.json``) of a processed run, for ``audience``."""
     if audience not in ("staff", "public"):
         raise ValueError(f"audience must be 'staff' or 'public', got {audience!r}")
-    info_file = folder / "run.json"
-    if not info_file.exists():
-        raise FileNotFoundError(f"No processed run at {folder} (run.json missing). Run "
-                                "`make reports` or `python -m analysis prepare` first.")
-    return json.loads(info_file.read_text())
+    return load_processed(folder).info
 
 
 def load_unit_equity_data(processed_dir: str | Path, school: str,
@@ -1906,12 +1901,13 @@ def load_unit_equity_data(processed_dir: str | Path, school: str,
     folder = Path(processed_dir)
     info = _run_info(folder, audience)
     unit = next((u for u in info["units"] if u["id"] == str(school)), None)
-    district = str((unit or {}).get("district_id") or "")
+    district = (unit or {}).get("district_id")
     release_file = folder / "public.parquet"
-    if (unit is None or unit["level"] != "school" or district in ("", "None", "nan")
+    if (unit is None or unit["level"] != "school" or pd.isna(district) or not district
             or (audience == "public" and not release_file.exists())):
         return load_equity_data(folder, audience, settings)
 
+    district = str(district)
     settings = settings or load_equity_settings()
     path = folder / "aggregate.parquet"
     filters = unit_filters(unit)

@@ -36,7 +36,6 @@ c.VoilaExecutor.timeout_func = _cell_timeout
 
 _public = os.environ.get("ANALYSIS_DASHBOARD_AUDIENCE") == "public"
 _token = os.environ.pop("ANALYSIS_VOILA_TOKEN", "")
-os.environ.pop("STAFF_DASHBOARD_TOKEN", None)
 if not _public and not _token:
     raise ValueError("The staff dashboard is never served without a token: start it "
                      "with `make staff-dashboard`.")
